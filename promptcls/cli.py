@@ -1,0 +1,41 @@
+"""`promptcls` command line: the local tracking server (and, as issues add them, prediction tools)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from promptcls import server
+
+DEFAULT_ROOT = ".mlflow-local"
+
+
+def _server(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        srv = server.start(args.root, args.port or None)
+        print(f"mlflow server running: {srv.uri} (pid {srv.pid}, data in {srv.root})", file=sys.stderr)
+        print(server.env_exports(srv), end="")  # eval "$(promptcls server start)" points this shell at it
+        return 0
+    if args.action == "stop":
+        stopped = server.stop(args.root)
+        print("stopped" if stopped else f"no server recorded under {args.root}", file=sys.stderr)
+        return 0
+    srv = server.running(server.Path(args.root))
+    print(f"running: {srv.uri} (pid {srv.pid})" if srv else "not running")
+    return 0 if srv else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="promptcls", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    srv = commands.add_parser("server", help="start/stop/status of the local MLflow tracking server")
+    srv.add_argument("action", choices=["start", "stop", "status"])
+    srv.add_argument("--root", default=DEFAULT_ROOT, help=f"folder for mlflow.db and artifacts ({DEFAULT_ROOT})")
+    srv.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (0 = any free port)")
+    srv.set_defaults(handler=_server)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

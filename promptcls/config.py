@@ -1,0 +1,85 @@
+"""Typed run arguments shared by every family, validated before anything is trained or logged.
+
+Each family extends `TrainArgs` with its own fields; `parse_args` turns a dataclass into a command line
+(`--field value`), which is what the MLproject entry points call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_EXPERIMENT = "prompt-classification"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"
+DEFAULT_EXTERNAL = PROJECT_ROOT / "data" / "external.jsonl"
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "y"):
+        return True
+    if value.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _int(value: str) -> int:
+    number = float(value)  # MLproject passes numbers as given: "500" or "500.0"
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}")
+    return int(number)
+
+
+@dataclass
+class TrainArgs:
+    """Arguments every training entry point takes."""
+
+    model: str = field(metadata={"help": "model name within the family, or `all` for one nested run per model"})
+    data: str = field(default=str(DEFAULT_DATA), metadata={"help": "labelled file: .jsonl, .json or .csv"})
+    external: str = field(default=str(DEFAULT_EXTERNAL),
+                          metadata={"help": "blind set scored as external_* metrics (all rows class 2); '' to skip"})
+    sample: int = field(default=0, metadata={"help": "class-stratified subsample of the corpus (0 = all rows)"})
+    val_size: float = field(default=0.15, metadata={"help": "validation fraction (early stopping, selection)"})
+    test_size: float = field(default=0.15, metadata={"help": "test fraction (final report only)"})
+    seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
+    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
+                            metadata={"help": "experiment when not launched by `mlflow run`"})
+
+    def __post_init__(self):
+        for name in ("val_size", "test_size"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        if self.sample < 0:
+            raise ValueError(f"sample must be >= 0, got {self.sample}")
+        if not Path(self.data).is_file():
+            raise ValueError(f"data: file not found: {self.data}")
+        if self.external and not Path(self.external).is_file():
+            raise ValueError(f"external: file not found: {self.external}")
+
+    def to_params(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def parse_args(cls: type, argv: list[str] | None = None):
+    """Build an argparse parser from dataclass `cls`; invalid values exit with a message naming the field."""
+    parser = argparse.ArgumentParser(description=cls.__doc__)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        kwargs: dict = {"help": f.metadata.get("help", "")}
+        kwargs["type"] = {bool: _bool, int: _int, float: float}.get(kind, str)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kwargs["help"] += f" (default: {kwargs['default']})"
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **kwargs)
+    namespace = parser.parse_args(argv)
+    try:
+        return cls(**vars(namespace))
+    except ValueError as exc:
+        parser.error(str(exc))

@@ -1,0 +1,130 @@
+"""The model contract shared by every family.
+
+A logged model is an MLflow pyfunc that takes a DataFrame with a `text` column (or, through `mlflow models serve`,
+JSON `dataframe_records` / `dataframe_split` / `inputs`) and returns a DataFrame with `label` (int), `label_name`,
+`score_benign`, `score_suspicious`, `score_malicious`. The same `normalize_text` used in training runs inside the
+model, so raw text gives the same answer as in evaluation.
+
+A family only supplies a `TextClassifier`: `predict_proba(texts) -> (N, 3) array`, `save(dir)` and `load(dir)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+import promptcls
+from promptcls import LABELS
+from promptcls.data import normalize_text
+
+SCORE_COLUMNS = [f"score_{name}" for name in LABELS]
+OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS]
+BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml")
+
+
+class TextClassifier(Protocol):
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+    def save(self, path: str) -> None: ...
+    @classmethod
+    def load(cls, path: str) -> "TextClassifier": ...
+
+
+def _invalid(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def texts_from_input(model_input) -> list[str]:
+    """The prompts in a pyfunc input: a DataFrame with `text`, a Series, a list of strings, or one string."""
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, dict) and "text" in model_input:
+        model_input = pd.DataFrame({"text": np.atleast_1d(model_input["text"])})
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise _invalid(f"input needs a `text` column; got columns {list(model_input.columns)}")
+        model_input = model_input["text"]
+    values = list(model_input)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise _invalid(f"input row {i}: `text` must be a string, got {type(value).__name__}")
+    return values
+
+
+def predictions_frame(proba: np.ndarray) -> pd.DataFrame:
+    """The contract's output for an (N, 3) probability array."""
+    proba = np.asarray(proba, dtype=float).reshape(-1, len(LABELS))
+    labels = proba.argmax(axis=1)
+    frame = pd.DataFrame({"label": labels.astype("int64"), "label_name": [LABELS[i] for i in labels]})
+    for i, column in enumerate(SCORE_COLUMNS):
+        frame[column] = proba[:, i]
+    return frame
+
+
+class PromptClassifierModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc wrapper every family logs; in training it also wraps the in-memory classifier for evaluation."""
+
+    def __init__(self, classifier: TextClassifier | None = None):
+        self.classifier = classifier
+
+    def __getstate__(self):  # the classifier travels as an artifact, never inside the pickle
+        return {"classifier": None}
+
+    def as_predict_fn(self):
+        """`predict` with the signature of a loaded pyfunc's: DataFrame in, contract DataFrame out."""
+        return lambda frame: self.predict(None, frame)
+
+    def load_context(self, context):
+        module, _, name = context.model_config["classifier_class"].partition(":")
+        self.classifier = getattr(importlib.import_module(module), name).load(context.artifacts["classifier"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        texts = [normalize_text(t) for t in texts_from_input(model_input)]
+        if not texts:
+            return predictions_frame(np.empty((0, len(LABELS))))
+        return predictions_frame(self.classifier.predict_proba(texts))
+
+
+def pip_requirements(*distributions: str) -> list[str]:
+    """Explicit `dist==version` pins of the installed distributions (MLflow's inference pins torch's local build)."""
+    pins = []
+    for dist in dict.fromkeys((*BASE_REQUIREMENTS, *distributions)):
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            raise RuntimeError(f"cannot pin requirement {dist!r}: it is not installed") from None
+    return pins
+
+
+def log_model(classifier: TextClassifier, example_texts: list[str], requirements: list[str],
+              name: str = "model"):
+    """Log `classifier` under the active run as the contract's pyfunc; returns MLflow's ModelInfo."""
+    wrapper = PromptClassifierModel(classifier)
+    example = pd.DataFrame({"text": example_texts[:3]})
+    cls = type(classifier)
+    with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp, warnings.catch_warnings():
+        # the contract validates input itself; MLflow's type-hint and integer-column hints do not apply
+        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+        warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing.*")
+        classifier.save(tmp)
+        signature = infer_signature(example, wrapper.predict(None, example))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=PromptClassifierModel(),
+            artifacts={"classifier": tmp},
+            model_config={"classifier_class": f"{cls.__module__}:{cls.__qualname__}"},
+            code_paths=[str(Path(promptcls.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+        )

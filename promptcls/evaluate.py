@@ -1,0 +1,71 @@
+"""Score a model on a labelled split and log the security metrics, confusion matrix and report to MLflow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report
+
+from promptcls import LABELS
+from promptcls.contract import SCORE_COLUMNS
+from promptcls.metrics import confusion, external_metrics, security_metrics
+from promptcls.plots import confusion_figure
+
+
+PredictFn = Callable[[pd.DataFrame], pd.DataFrame]
+"""A contract predictor: a loaded pyfunc's `predict`, or `PromptClassifierModel.as_predict_fn()` in training."""
+
+
+def predict(predict_fn: PredictFn, texts: list[str], batch_size: int = 512) -> pd.DataFrame:
+    """Contract predictions for `texts`, in batches."""
+    parts = [predict_fn(pd.DataFrame({"text": texts[i:i + batch_size]})) for i in range(0, len(texts), batch_size)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """Score `frame` (text, label) and log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report."""
+    out = predict(predict_fn, frame["text"].tolist())
+    y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
+    metrics = security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy())
+    mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()})
+    cm = confusion(y_true, y_pred)
+    mlflow.log_figure(confusion_figure(cm, f"{prefix}: confusion matrix (n={len(frame)})"),
+                      f"evaluation/{prefix}_confusion_matrix.png")
+    mlflow.log_dict({"labels": list(LABELS), "rows_true_cols_pred": cm.tolist()},
+                    f"evaluation/{prefix}_confusion_matrix.json")
+    mlflow.log_text(classification_report(y_true, y_pred, labels=[0, 1, 2], target_names=list(LABELS),
+                                          digits=4, zero_division=0),
+                    f"evaluation/{prefix}_classification_report.txt")
+    return metrics
+
+
+def log_external_evaluation(predict_fn: PredictFn, frame: pd.DataFrame) -> dict[str, float]:
+    """Score the blind external set (all class 2): logs `external_recall_c2` and `f1_external`."""
+    if (frame["label"] != 2).any():
+        raise ValueError("the external set must contain class 2 (malicious) rows only")
+    scores = external_metrics(predict(predict_fn, frame["text"].tolist())["label"].to_numpy())
+    metrics = {"external_recall_c2": scores["recall_c2"], "f1_external": scores["f1"]}
+    mlflow.log_metrics(metrics)
+    return metrics
+
+
+def log_latency(model_uri: str, texts: list[str], repeats: int = 100) -> dict[str, float]:
+    """Single-prompt latency of the *logged* pyfunc, loaded back from `model_uri`, as p50/p95 in ms."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    frames = [pd.DataFrame({"text": [texts[i % len(texts)]]}) for i in range(repeats)]
+    for frame in frames[:5]:
+        model.predict(frame)
+    timings = []
+    for frame in frames:
+        start = time.perf_counter()
+        model.predict(frame)
+        timings.append((time.perf_counter() - start) * 1000)
+    metrics = {"latency_p50_ms": float(np.percentile(timings, 50)),
+               "latency_p95_ms": float(np.percentile(timings, 95))}
+    mlflow.log_metrics(metrics)
+    return metrics
+

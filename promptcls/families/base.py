@@ -1,0 +1,32 @@
+"""The interface a model family implements. The training driver (`promptcls.train`) does everything else:
+data, splits, runs, evaluation, model logging and latency."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from promptcls.config import TrainArgs
+from promptcls.contract import TextClassifier
+from promptcls.data import Splits
+
+
+class Family(ABC):
+    name: str
+    """Family name, logged as the `promptcls.family` tag."""
+    args_class: type[TrainArgs]
+    """Dataclass of this family's arguments (extends TrainArgs)."""
+
+    @abstractmethod
+    def model_names(self) -> list[str]:
+        """Models this family can train (what `model=all` runs)."""
+
+    @abstractmethod
+    def train(self, model_name: str, splits: Splits, args: TrainArgs) -> TextClassifier:
+        """Fit on `splits.train` (and `splits.val` for early stopping/tuning; never `splits.test`).
+
+        Runs inside the active MLflow run: log family-specific params and curves (`step=epoch`) here.
+        """
+
+    @abstractmethod
+    def requirements(self) -> list[str]:
+        """Distributions the logged model needs beyond the base set (pinned at log time)."""

@@ -1,0 +1,127 @@
+"""Traditional family: TF-IDF word + char n-grams and a scikit-learn / XGBoost estimator, tuned by grouped CV.
+
+Models and search spaces live in `promptcls/conf/traditional.yaml`; this module only turns them into pipelines.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import yaml
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import make_scorer
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.class_weight import compute_sample_weight
+
+from promptcls.config import TrainArgs
+from promptcls.data import Splits
+from promptcls.families.base import Family
+from promptcls.metrics import custom_score
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def load_config() -> dict:
+    return yaml.safe_load(files("promptcls.conf").joinpath("traditional.yaml").read_text())
+
+
+@dataclass
+class TraditionalArgs(TrainArgs):
+    """Train TF-IDF + classical estimators (logreg, linear_svm, naive_bayes, random_forest, xgboost)."""
+
+    model: str = field(default="logreg", metadata={"help": "one of the models in conf/traditional.yaml, or all"})
+    cv_folds: int = field(default=3, metadata={"help": "folds of the grouped stratified CV grid search"})
+    class_weights: str = field(default="balanced", metadata={"help": "balanced or none"})
+
+    def __post_init__(self):
+        valid = [*load_config()["models"], "all"]
+        if self.model not in valid:
+            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(valid)}")
+        if self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
+        if self.class_weights not in ("balanced", "none"):
+            raise ValueError(f"class_weights must be balanced or none, got {self.class_weights!r}")
+        super().__post_init__()
+
+
+def _import(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_pipeline(spec: dict, features: dict, seed: int) -> Pipeline:
+    estimator = _import(spec["estimator"])(**spec.get("params", {}))
+    if "wrap" in spec:
+        estimator = _import(spec["wrap"])(estimator, **spec.get("wrap_params", {}))
+    estimator.set_params(**{k: seed for k in estimator.get_params() if k.endswith("random_state")})
+    union = FeatureUnion([(name, TfidfVectorizer(**{**cfg, "ngram_range": tuple(cfg["ngram_range"])}))
+                          for name, cfg in features.items()])
+    return Pipeline([("features", union), ("clf", estimator)])
+
+
+class SklearnTextClassifier:
+    """A fitted text pipeline behind the contract's `TextClassifier` interface."""
+
+    FILE = "pipeline.joblib"
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.pipeline.predict_proba(list(texts))
+
+    def save(self, path: str) -> None:
+        joblib.dump(self.pipeline, Path(path) / self.FILE)
+
+    @classmethod
+    def load(cls, path: str) -> "SklearnTextClassifier":
+        return cls(joblib.load(Path(path) / cls.FILE))
+
+
+class TraditionalFamily(Family):
+    name = "traditional"
+    args_class = TraditionalArgs
+
+    def model_names(self) -> list[str]:
+        return list(load_config()["models"])
+
+    def requirements(self) -> list[str]:
+        return ["scikit-learn", "joblib", "xgboost-cpu"]
+
+    def train(self, model_name: str, splits: Splits, args: TraditionalArgs) -> SklearnTextClassifier:
+        config = load_config()
+        spec = config["models"][model_name]
+        features = spec.get("features", config["features"])
+        grid = {f"clf__{k}": v for k, v in spec.get("grid", {}).items()}
+        mlflow.log_params({"estimator": spec["estimator"], "estimator_params": json.dumps(spec.get("params", {})),
+                           "features": json.dumps(features), "search_space": json.dumps(grid)})
+        train = splits.train
+        weights = None if args.class_weights == "none" else compute_sample_weight("balanced", train["label"])
+        cv = StratifiedGroupKFold(n_splits=args.cv_folds, shuffle=True, random_state=args.seed)
+        with tempfile.TemporaryDirectory(prefix="promptcls-cv-") as cache_dir:
+            pipeline = build_pipeline(spec, features, args.seed)
+            pipeline.set_params(memory=joblib.Memory(cache_dir, verbose=0))  # features fit once per fold
+            search = GridSearchCV(pipeline, grid, cv=cv,
+                                  scoring=make_scorer(custom_score), refit=True, verbose=1, error_score="raise")
+            search.fit(train["text"].tolist(), train["label"].to_numpy(), groups=train["group"].to_numpy(),
+                       clf__sample_weight=weights)
+            best = search.best_estimator_.set_params(memory=None)
+        i = search.best_index_
+        mlflow.log_params({f"hp_{k.removeprefix('clf__')}": v for k, v in search.best_params_.items()})
+        mlflow.log_metrics({"cv_custom_score_mean": float(search.cv_results_["mean_test_score"][i]),
+                            "cv_custom_score_std": float(search.cv_results_["std_test_score"][i])})
+        log.info("%s: best %s, CV custom_score %.4f ± %.4f", model_name, search.best_params_,
+                 search.cv_results_["mean_test_score"][i], search.cv_results_["std_test_score"][i])
+        return SklearnTextClassifier(best)

@@ -1,0 +1,67 @@
+"""Shared fixtures: an isolated HOME/TMPDIR and a real `mlflow server` (SQLite + local artifacts) on a free
+loopback port for the whole session, stopped by its PID at the end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from promptcls import server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    """Libraries write under $HOME (~/.keras, ~/.cache, ~/.config/mlflow): keep that inside the test temp dir."""
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in ("HOME", "MPLCONFIGDIR", "KERAS_HOME", "HF_HOME")}
+    os.environ.update(HOME=str(home), MPLCONFIGDIR=str(home / "mpl"), KERAS_HOME=str(home / "keras"),
+                      HF_HOME=str(home / "hf"), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+                      TF_CPP_MIN_LOG_LEVEL="2")
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory):
+    """A real tracking server for the session; MLFLOW_TRACKING_URI points at it."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    srv = server.start(root)
+    os.environ["MLFLOW_TRACKING_URI"] = srv.uri
+    mlflow.set_tracking_uri(srv.uri)
+    yield srv
+    assert server.stop(root), "the tracking server was not running at the end of the session"
+
+
+def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], timeout: int = 900):
+    """`mlflow run . -e ENTRY --env-manager local` against the test server; returns the CompletedProcess."""
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry_point, "--env-manager", "local",
+           "--experiment-name", experiment]
+    for key, value in params.items():
+        cmd += ["-P", f"{key}={value}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def run_entry_point(tracking_server):
+    """Callable running an entry point through `mlflow run`; fails the test with the output if it fails."""
+
+    def _run(entry_point: str, experiment: str, check: bool = True, **params):
+        proc = mlflow_run(entry_point, experiment, params)
+        if check and proc.returncode != 0:
+            pytest.fail(f"mlflow run -e {entry_point} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                        f"{proc.stderr[-6000:]}")
+        return proc
+
+    return _run
