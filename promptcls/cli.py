@@ -1,4 +1,4 @@
-"""`promptcls` command line: the local tracking server (and, as issues add them, prediction tools)."""
+"""`promptcls` command line: the local tracking server and prediction with the champion."""
 
 from __future__ import annotations
 
@@ -33,8 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--root", default=DEFAULT_ROOT, help=f"folder for mlflow.db and artifacts ({DEFAULT_ROOT})")
     srv.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (0 = any free port)")
     srv.set_defaults(handler=_server)
+    pred = commands.add_parser("predict", help="score a prompt, stdin lines, or a .jsonl/.csv file")
+    pred.add_argument("text", nargs="?", help="the prompt (omit to read one prompt per line from stdin)")
+    pred.add_argument("--file", help="file with a `text` column (.jsonl, .json or .csv)")
+    pred.add_argument("--out", help="output file for --file (.jsonl or .csv; default: <file>.scored.jsonl)")
+    pred.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    pred.set_defaults(handler=_predict)
     args = parser.parse_args(argv)
     return args.handler(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from promptcls.config import run_cli
+    from promptcls.predict import main as predict
+
+    run_cli(lambda: predict(args.text, args.file, args.out, args.model_uri))
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
+import sys
 import typing
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,10 @@ DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"
 DEFAULT_EXTERNAL = PROJECT_ROOT / "data" / "external.jsonl"
+
+
+class UsageError(ValueError):
+    """Bad input or a refused operation: entry points report it as one line and exit with code 2."""
 
 
 def _bool(value: str) -> bool:
@@ -83,3 +91,24 @@ def parse_args(cls: type, argv: list[str] | None = None):
         return cls(**vars(namespace))
     except ValueError as exc:
         parser.error(str(exc))
+
+
+KNOWN_NOISE = (
+    ".*Integer columns in Python cannot represent missing values.*",  # `label` is never missing
+    "The specified dataset source can be interpreted in multiple ways",  # two equivalent local-file sources
+)
+"""MLflow warnings that do not apply to promptcls runs; entry points silence them."""
+
+
+def run_cli(job: Callable[[], object]) -> None:
+    """Run an entry point's job: progress logged to stderr, a UsageError as a one-line message with exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model load is noise
+    for noise in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=noise)
+    try:
+        job()
+    except UsageError as exc:
+        logging.getLogger("promptcls").error("%s", exc)
+        sys.exit(2)

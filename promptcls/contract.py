@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Protocol
@@ -54,7 +53,9 @@ def texts_from_input(model_input) -> list[str]:
         if "text" not in model_input.columns:
             raise _invalid(f"input needs a `text` column; got columns {list(model_input.columns)}")
         model_input = model_input["text"]
-    values = list(model_input)
+    values = []
+    for value in model_input:  # {"text": [...]} arrives as one row holding the whole list
+        values.extend(value if isinstance(value, (list, tuple, np.ndarray)) else [value])
     for i, value in enumerate(values):
         if not isinstance(value, str):
             raise _invalid(f"input row {i}: `text` must be a string, got {type(value).__name__}")
@@ -88,7 +89,7 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         module, _, name = context.model_config["classifier_class"].partition(":")
         self.classifier = getattr(importlib.import_module(module), name).load(context.artifacts["classifier"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         texts = [normalize_text(t) for t in texts_from_input(model_input)]
         if not texts:
             return predictions_frame(np.empty((0, len(LABELS))))
@@ -112,10 +113,7 @@ def log_model(classifier: TextClassifier, example_texts: list[str], requirements
     wrapper = PromptClassifierModel(classifier)
     example = pd.DataFrame({"text": example_texts[:3]})
     cls = type(classifier)
-    with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp, warnings.catch_warnings():
-        # the contract validates input itself; MLflow's type-hint and integer-column hints do not apply
-        warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
-        warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing.*")
+    with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp:
         classifier.save(tmp)
         signature = infer_signature(example, wrapper.predict(None, example))
         return mlflow.pyfunc.log_model(

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from promptcls import LABELS
+from promptcls.config import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ LABEL_BY_NAME = {name: i for i, name in enumerate(LABELS)}
 MAX_REPORTED = 5  # offending lines quoted in an error
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The input file cannot be used for training; the message names the file and the offending lines."""
 
 
@@ -52,12 +53,13 @@ class Dataset:
     n_exact_duplicates: int
 
 
-def _read_frame(path: Path) -> tuple[pd.DataFrame, int]:
-    """Read the raw table; returns it with the line number of its first row (for error messages)."""
+def read_table(path: Path) -> tuple[pd.DataFrame, int]:
+    """Read a .jsonl, .json or .csv table as is; returns it with the line number of its first row."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[]), 2
+            text_columns = dict.fromkeys(["text", "label", *COLUMN_ALIASES], object)  # other columns: inferred
+            return pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=[]), 2
         if suffix == ".jsonl":
             rows = []
             with path.open(encoding="utf-8") as fh:
@@ -105,7 +107,7 @@ def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    raw, first_line = _read_frame(path)
+    raw, first_line = read_table(path)
     raw = raw.rename(columns={k: v for k, v in COLUMN_ALIASES.items() if v not in raw.columns})
     missing = [c for c in ("text", "label") if c not in raw.columns]
     if missing:

@@ -12,7 +12,7 @@ from sklearn.metrics import classification_report
 
 from promptcls import LABELS
 from promptcls.contract import SCORE_COLUMNS
-from promptcls.metrics import confusion, external_metrics, security_metrics
+from promptcls.metrics import bootstrap_ci, confusion, external_metrics, security_metrics
 from promptcls.plots import confusion_figure
 
 
@@ -26,11 +26,15 @@ def predict(predict_fn: PredictFn, texts: list[str], batch_size: int = 512) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
-    """Score `frame` (text, label) and log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report."""
+def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str,
+                         with_ci: bool = False) -> dict[str, float]:
+    """Score `frame` (text, label) and log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report;
+    `with_ci` adds 95% bootstrap intervals (`{prefix}_custom_score_ci_low`, ...)."""
     out = predict(predict_fn, frame["text"].tolist())
     y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
     metrics = security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy())
+    if with_ci:
+        metrics.update(bootstrap_ci(y_true, y_pred))
     mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()})
     cm = confusion(y_true, y_pred)
     mlflow.log_figure(confusion_figure(cm, f"{prefix}: confusion matrix (n={len(frame)})"),

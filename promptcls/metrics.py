@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from scipy.stats import bootstrap
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from promptcls import LABELS
 
@@ -32,26 +33,55 @@ def custom_score(y_true, y_pred) -> float:
     return security_metrics(y_true, y_pred)["custom_score"]
 
 
+def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
+    """Every label-based metric from a 3x3 confusion matrix (rows true, columns predicted; zero_division=0)."""
+    cm = np.asarray(cm, dtype=float)
+    n, tp = cm.sum(), np.diag(cm)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(3), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(3), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(3), where=denom > 0)
+    out = {"accuracy": tp.sum() / n if n else 0.0}
+    for c in CLASSES:
+        out[f"precision_c{c}"], out[f"recall_c{c}"], out[f"f1_c{c}"] = precision[c], recall[c], f1[c]
+    out["precision_macro"], out["recall_macro"], out["f1_macro"] = precision.mean(), recall.mean(), f1.mean()
+    out["false_alarm_rate"] = cm[0, 2] / n if n else 0.0
+    out["missed_threat_rate"] = cm[2, 0] / n if n else 0.0
+    out["critical_error_rate"] = out["false_alarm_rate"] + out["missed_threat_rate"]
+    out["benign_flag_rate"] = cm[0, 2] / actual[0] if actual[0] else 0.0
+    out["malicious_miss_rate"] = cm[2, 0] / actual[2] if actual[2] else 0.0
+    base = sum(w * out[k] for k, w in CUSTOM_SCORE_WEIGHTS.items())
+    out["custom_score"] = base * math.exp(-CRITICAL_ERROR_PENALTY * out["critical_error_rate"])
+    return {k: float(v) for k, v in out.items()}
+
+
 def security_metrics(y_true, y_pred, proba: np.ndarray | None = None) -> dict[str, float]:
     """All scalar metrics for one scored set. `proba` (N x 3) adds `roc_auc` (one-vs-rest macro)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    n = len(y_true)
-    cm = confusion_matrix(y_true, y_pred, labels=CLASSES)
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
-    out: dict[str, float] = {"accuracy": float(accuracy_score(y_true, y_pred))}
-    for c in CLASSES:
-        out[f"precision_c{c}"], out[f"recall_c{c}"], out[f"f1_c{c}"] = map(float, (precision[c], recall[c], f1[c]))
-    out["precision_macro"], out["recall_macro"], out["f1_macro"] = map(float, (precision.mean(), recall.mean(), f1.mean()))
-    out["false_alarm_rate"] = cm[0, 2] / n
-    out["missed_threat_rate"] = cm[2, 0] / n
-    out["critical_error_rate"] = out["false_alarm_rate"] + out["missed_threat_rate"]
-    out["benign_flag_rate"] = cm[0, 2] / cm[0].sum() if cm[0].sum() else 0.0
-    out["malicious_miss_rate"] = cm[2, 0] / cm[2].sum() if cm[2].sum() else 0.0
-    base = sum(w * out[k] for k, w in CUSTOM_SCORE_WEIGHTS.items())
-    out["custom_score"] = base * math.exp(-CRITICAL_ERROR_PENALTY * out["critical_error_rate"])
+    out = scores_from_confusion(confusion(y_true, y_pred))
     if proba is not None and len(set(y_true.tolist())) == len(CLASSES):
         out["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=CLASSES))
-    return {k: float(v) for k, v in out.items()}
+    return out
+
+
+CI_METRICS = ("custom_score", "recall_c2", "false_alarm_rate")
+
+
+def bootstrap_ci(y_true, y_pred, names=CI_METRICS, confidence: float = 0.95, n_resamples: int = 1000,
+                 seed: int = 0) -> dict[str, float]:
+    """Percentile bootstrap confidence intervals (rows resampled in pairs) as `{name}_ci_low` / `{name}_ci_high`."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    out = {}
+    for name in names:
+        def statistic(t, p, axis=-1, name=name):  # vectorised over resamples: one confusion matrix per row
+            codes = 3 * np.atleast_2d(t) + np.atleast_2d(p)
+            return np.array([scores_from_confusion(np.bincount(c, minlength=9).reshape(3, 3))[name] for c in codes])
+        result = bootstrap((y_true, y_pred), statistic, paired=True, vectorized=True, n_resamples=n_resamples,
+                           confidence_level=confidence, method="percentile", random_state=seed)
+        out[f"{name}_ci_low"] = float(result.confidence_interval.low)
+        out[f"{name}_ci_high"] = float(result.confidence_interval.high)
+    return out
 
 
 def external_metrics(y_pred) -> dict[str, float]:

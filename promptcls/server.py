@@ -34,7 +34,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _healthy(uri: str) -> bool:
+def healthy(uri: str) -> bool:
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
             return response.status == 200
@@ -54,7 +54,7 @@ def running(root: Path) -> LocalServer | None:
     except (OSError, ValueError):
         return None
     server = LocalServer(root, port, pid)
-    return server if _healthy(server.uri) else None
+    return server if healthy(server.uri) else None
 
 
 def start(root: str | Path, port: int | None = None, timeout: float = 90.0) -> LocalServer:
@@ -74,7 +74,7 @@ def start(root: str | Path, port: int | None = None, timeout: float = 90.0) -> L
     server = LocalServer(root, port, proc.pid)
     _pidfile(root).write_text(f"{proc.pid} {port}\n")
     deadline = time.monotonic() + timeout
-    while not _healthy(server.uri):
+    while not healthy(server.uri):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(root)
             tail = (root / "server.log").read_text(errors="replace")[-2000:]

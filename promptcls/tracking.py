@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 
@@ -25,6 +26,7 @@ def ensure_experiment(name: str) -> str:
     return experiment_id
 
 
+@functools.cache
 def code_version() -> str:
     """Package version plus the git commit (with `-dirty` for uncommitted changes) when run from a checkout."""
     try:
@@ -36,20 +38,36 @@ def code_version() -> str:
 
 
 @contextlib.contextmanager
-def training_run(experiment: str, run_name: str):
-    """The run to log into: the one `mlflow run` created (MLFLOW_RUN_ID), else a new run in `experiment`.
+def entry_run(experiment: str, run_name: str):
+    """The run to log into: a child of the active run (the main pipeline), else the run `mlflow run` created
+    (MLFLOW_RUN_ID), else a new run in `experiment`.
 
     An exception inside the block marks the run FAILED, so a failed training never looks like a finished one.
     """
-    if "MLFLOW_RUN_ID" in os.environ:
+    if mlflow.active_run():
+        run = mlflow.start_run(run_name=run_name, nested=True)
+    elif "MLFLOW_RUN_ID" in os.environ:
         run = mlflow.start_run()
         ensure_experiment_kind(run.info.experiment_id)
     else:
         run = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name)
     with run:
-        mlflow.set_tags({"promptcls.code_version": code_version()})
+        mlflow.set_tags(provenance_tags())
         yield run
+
+
+def provenance_tags() -> dict[str, str]:
+    """Tags every run carries (the seed and data digest are logged with the params and dataset)."""
+    return {"promptcls.code_version": code_version()}
 
 
 def ensure_experiment_kind(experiment_id: str) -> None:
     MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def log_new_params(params: dict[str, object]) -> None:
+    """Log params the active run does not have yet. `mlflow run` already logged the MLproject parameters as
+    given ("600.0", "false"), and MLflow refuses to log a key twice with another spelling of the value."""
+    run = mlflow.active_run()
+    existing = MlflowClient().get_run(run.info.run_id).data.params
+    mlflow.log_params({k: v for k, v in params.items() if k not in existing})

@@ -49,7 +49,9 @@ def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], tim
            "--experiment-name", experiment]
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the entry point's `python` must be this interpreter, whatever PATH the tests were started with
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
@@ -57,8 +59,8 @@ def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], tim
 def run_entry_point(tracking_server):
     """Callable running an entry point through `mlflow run`; fails the test with the output if it fails."""
 
-    def _run(entry_point: str, experiment: str, check: bool = True, **params):
-        proc = mlflow_run(entry_point, experiment, params)
+    def _run(entry_point: str, run_experiment: str, /, check: bool = True, **params):
+        proc = mlflow_run(entry_point, run_experiment, params)
         if check and proc.returncode != 0:
             pytest.fail(f"mlflow run -e {entry_point} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                         f"{proc.stderr[-6000:]}")

@@ -51,3 +51,37 @@ def test_external_metrics_one_class_set():
     assert scores["recall_c2"] == pytest.approx(0.5)
     assert scores["f1"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)
     assert external_metrics([0, 1]) == {"recall_c2": 0.0, "f1": 0.0}
+
+
+def test_matches_sklearn_on_random_labels():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.integers(0, 3, 500), rng.integers(0, 3, 500)
+    m = security_metrics(y_true, y_pred)
+    assert m["f1_macro"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert m["precision_c1"] == pytest.approx(precision_score(y_true, y_pred, labels=[1], average="macro"))
+    assert m["recall_c2"] == pytest.approx(recall_score(y_true, y_pred, labels=[2], average="macro"))
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_more_data():
+    from promptcls.metrics import bootstrap_ci
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        y = rng.integers(0, 3, n)
+        return y, np.where(rng.random(n) < 0.8, y, rng.integers(0, 3, n))   # ~87% accurate predictions
+
+    y, p = sample(400)
+    ci = bootstrap_ci(y, p, n_resamples=500)
+    point = security_metrics(y, p)
+    for name in ("custom_score", "recall_c2", "false_alarm_rate"):
+        assert ci[f"{name}_ci_low"] <= point[name] <= ci[f"{name}_ci_high"]
+    # the known answer for recall_c2: a binomial proportion, so the 95% interval is about +-1.96*sqrt(p(1-p)/n2)
+    n2 = (y == 2).sum()
+    half = 1.96 * np.sqrt(point["recall_c2"] * (1 - point["recall_c2"]) / n2)
+    assert (ci["recall_c2_ci_high"] - ci["recall_c2_ci_low"]) / 2 == pytest.approx(half, rel=0.25)
+    y4, p4 = sample(4000)
+    wide = ci["custom_score_ci_high"] - ci["custom_score_ci_low"]
+    narrow = bootstrap_ci(y4, p4, n_resamples=500)
+    assert narrow["custom_score_ci_high"] - narrow["custom_score_ci_low"] < wide / 2
+    assert bootstrap_ci(y, p, n_resamples=200, seed=1) == bootstrap_ci(y, p, n_resamples=200, seed=1)

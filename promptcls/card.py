@@ -1,0 +1,50 @@
+"""Model card: rendered from `registry/model_card.md.j2` with a run's params, metrics and evaluation artifacts."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+
+import jinja2
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from promptcls.config import PROJECT_ROOT
+
+TEMPLATE = PROJECT_ROOT / "registry" / "model_card.md.j2"
+REPORT_METRICS = ("custom_score", "recall_c2", "precision_c1", "f1_c0", "false_alarm_rate", "missed_threat_rate",
+                  "benign_flag_rate", "malicious_miss_rate", "accuracy", "f1_macro", "roc_auc")
+
+
+def _artifact_json(client: MlflowClient, run_id: str, path: str):
+    try:
+        return json.loads(open(client.download_artifacts(run_id, path)).read())
+    except Exception:  # noqa: BLE001 - an optional section of the card; older runs may lack the artifact
+        return None
+
+
+def _size_mb(client: MlflowClient, run_id: str, path: str = "model") -> float:
+    total = 0
+    for item in client.list_artifacts(run_id, path):
+        total += _size_mb(client, run_id, item.path) * 2**20 if item.is_dir else (item.file_size or 0)
+    return total / 2**20
+
+
+def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
+    """Markdown card for `run` registered as `args.model_name` v`version`, gated by `args.gate_list`."""
+    params, run_id = run.data.params, run.info.run_id
+    confusion = _artifact_json(client, run_id, "evaluation/test_confusion_matrix.json")
+    sources = (_artifact_json(client, run_id, "data/rows_by_source.json") or {}).get("train")
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=False).from_string(
+        TEMPLATE.read_text())
+    return template.render(
+        name=args.model_name, version=version, run_id=run_id, experiment=args.experiment, metric=args.metric,
+        family=run.data.tags.get("promptcls.family", "?"), model=run.data.tags.get("promptcls.model", "?"),
+        code_version=run.data.tags.get("promptcls.code_version", "?"),
+        promoted_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        hyper_params={k: v for k, v in sorted(params.items()) if k.startswith("hp_") or k == "estimator"},
+        n_parameters=params.get("n_parameters"), size_mb=_size_mb(client, run_id),
+        data_path=params.get("data_path", "?"), data_digest=run.data.tags.get("promptcls.data_digest", "?"),
+        params=params, sources=sources, metrics=run.data.metrics, report_metrics=REPORT_METRICS,
+        confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan)

@@ -1,0 +1,218 @@
+"""`select`: rank finished runs by a validation metric under gates, register the winner, promote it, write the card.
+
+Nothing in the registry changes until every check has passed; `dry_run` changes nothing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from promptcls import server
+from promptcls.card import render_card
+from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
+from promptcls.tracking import code_version, entry_run, log_new_params
+from promptcls.train import MODEL_URI_TAG
+
+log = logging.getLogger(__name__)
+DEFAULT_GATES = PROJECT_ROOT / "registry" / "gates.yaml"
+CHAMPION, PREVIOUS = "champion", "previous-champion"
+
+
+class SelectionError(UsageError):
+    """Selection could not promote anything; the registry is unchanged."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    required: bool = True
+
+    def describe(self) -> str:
+        return f"{self.metric} {'>= ' + str(self.min) if self.min is not None else '<= ' + str(self.max)}"
+
+    def failure(self, metrics: dict[str, float]) -> str | None:
+        """None when passed, else why (with the margin)."""
+        value = metrics.get(self.metric)
+        if value is None:
+            return f"{self.metric} not logged" if self.required else None
+        if self.min is not None and value < self.min:
+            return f"{self.metric}={value:.4f} < {self.min} (short by {self.min - value:.4f})"
+        if self.max is not None and value > self.max:
+            return f"{self.metric}={value:.4f} > {self.max} (over by {value - self.max:.4f})"
+        return None
+
+    def status(self, metrics: dict[str, float]) -> str:
+        value = metrics.get(self.metric)
+        reason = self.failure(metrics)
+        if value is None:
+            return reason or "not logged (optional)"
+        return f"FAILED: {reason}" if reason else f"passed ({value:.4f})"
+
+
+_OVERRIDE = re.compile(r"^\s*([\w.]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass
+class SelectArgs:
+    """Rank runs, apply gates, register and promote the winner as the champion."""
+
+    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
+                            metadata={"help": "experiment whose runs are candidates"})
+    metric: str = field(default="", metadata={"help": "ranking metric, higher is better (default: gates file)"})
+    gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML"})
+    gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_p95_ms<=50'"})
+    model_name: str = field(default="", metadata={"help": "registered model name (default: gates file)"})
+    dry_run: bool = field(default=False, metadata={"help": "rank and report only; change nothing"})
+    force: bool = field(default=False, metadata={"help": "replace a champion trained on a different data digest"})
+
+    def __post_init__(self):
+        path = Path(self.gates)
+        if not path.is_file():
+            raise SelectionError(f"gates: file not found: {path}")
+        config = yaml.safe_load(path.read_text()) or {}
+        try:
+            gates = {g["metric"]: Gate(**g) for g in config.get("gates", [])}
+        except TypeError as exc:
+            raise SelectionError(f"{path}: bad gate entry ({exc}); fields are metric, min, max, required") from None
+        for item in filter(None, self.gates_override.split(",")):
+            match = _OVERRIDE.match(item)
+            if not match:
+                raise SelectionError(f"gates_override: cannot parse {item!r}; use metric>=value or metric<=value")
+            name, op, value = match.groups()
+            gates[name] = Gate(name, min=float(value)) if op == ">=" else Gate(name, max=float(value))
+        self.gate_list = list(gates.values())
+        self.metric = self.metric or config.get("metric", "val_custom_score")
+        self.model_name = self.model_name or config.get("registered_model", "promptcls")
+        if self.metric.startswith("test_") or any(g.metric.startswith("test_") for g in self.gate_list):
+            raise SelectionError("test metrics are for the final report only; rank and gate on val_* metrics")
+
+
+@dataclass
+class Candidate:
+    run: Run
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def find_candidates(client: MlflowClient, experiment_id: str, args: SelectArgs) -> list[Candidate]:
+    """FINISHED runs with a logged model, best first by the ranking metric, each with its gate failures."""
+    runs = client.search_runs([experiment_id], f"attributes.status = 'FINISHED' and tags.`{MODEL_URI_TAG}` LIKE 'models:/%'",
+                              order_by=[f"metrics.`{args.metric}` DESC"], max_results=5000)
+    ranked = [r for r in runs if args.metric in r.data.metrics]
+    return [Candidate(r, [f for g in args.gate_list if (f := g.failure(r.data.metrics))]) for r in ranked]
+
+
+def ranking_table(candidates: list[Candidate], args: SelectArgs) -> pd.DataFrame:
+    rows = [{"rank": i + 1, "run_id": c.run.info.run_id, "family": c.run.data.tags.get("promptcls.family"),
+             "model": c.run.data.tags.get("promptcls.model"),
+             **{g.metric: c.run.data.metrics.get(g.metric) for g in args.gate_list},
+             args.metric: c.run.data.metrics[args.metric],
+             "gates": "passed" if c.passed else "; ".join(c.failures)} for i, c in enumerate(candidates)]
+    return pd.DataFrame(rows)
+
+
+def current_champion(client: MlflowClient, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tuple[bool, str]:
+    """Whether the winner replaces the champion, and why."""
+    if champion is None:
+        return True, "no champion yet"
+    if champion.run_id == winner.info.run_id:
+        return False, f"the winner is already the champion (version {champion.version})"
+    champion_run = client.get_run(champion.run_id)
+    same_data = champion_run.data.tags.get("promptcls.data_digest") == winner.data.tags.get("promptcls.data_digest")
+    if not same_data and not args.force:
+        return False, (f"champion v{champion.version} was trained on other data (digest "
+                       f"{champion_run.data.tags.get('promptcls.data_digest')}); its {args.metric} is not comparable."
+                       " Pass force=true to replace it anyway")
+    old, new = champion_run.data.metrics.get(args.metric, float("-inf")), winner.data.metrics[args.metric]
+    if same_data and new <= old:
+        return False, f"champion v{champion.version} ranks at least as high ({args.metric} {old:.4f} >= {new:.4f})"
+    return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f})"
+
+
+def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
+    """Register the winner, write its card, set aliases and the Production stage. Returns the new version."""
+    metrics = winner.data.metrics
+    tags = {"data_digest": winner.data.tags.get("promptcls.data_digest", ""),
+            "code_version": winner.data.tags.get("promptcls.code_version", ""), "run_id": winner.info.run_id,
+            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_recall_c2", "val_false_alarm_rate",
+                                                "test_custom_score", "latency_p95_ms") if k in metrics}}
+    version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=tags)
+    card = render_card(client, winner, args, version.version)
+    client.update_model_version(args.model_name, version.version, description=card)
+    client.log_text(winner.info.run_id, card, "model_card.md")
+    if champion is not None:
+        client.set_registered_model_alias(args.model_name, PREVIOUS, champion.version)
+    client.set_registered_model_alias(args.model_name, CHAMPION, version.version)
+    with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still resolve; the alias is primary
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(args.model_name, version.version, "Production",
+                                              archive_existing_versions=True)
+    return version, card
+
+
+def run(args: SelectArgs) -> str | None:
+    """Returns the champion's version after selection (None when there is none)."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("http") and not server.healthy(uri):
+        raise SelectionError(f"tracking server unreachable at {uri} (start one with `make server-start`); "
+                             "registry unchanged")
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        raise SelectionError(f"experiment {args.experiment!r} not found at {mlflow.get_tracking_uri()}")
+    with entry_run(args.experiment, run_name="select"):
+        mlflow.set_tag("promptcls.kind", "select")
+        log_new_params({"metric": args.metric, "gates": "; ".join(g.describe() for g in args.gate_list),
+                           "candidates_experiment": args.experiment, "dry_run": args.dry_run,
+                           "registered_model": args.model_name})
+        candidates = find_candidates(client, experiment.experiment_id, args)
+        table = ranking_table(candidates, args)
+        print(f"\n{len(candidates)} candidate run(s) in {args.experiment!r}, ranked by {args.metric}:")
+        print(table.drop(columns=["run_id"]).to_string(index=False) if len(table) else "(none)")
+        if len(table):
+            mlflow.log_text(table.to_csv(index=False), "selection/ranking.csv")
+        passing = [c for c in candidates if c.passed]
+        if not passing:
+            raise SelectionError(f"no candidate passes the gates ({len(candidates)} ranked); registry unchanged")
+        winner, champion = passing[0].run, current_champion(client, args.model_name)
+        replace, reason = decide(client, winner, champion, args)
+        mlflow.set_tags({"promptcls.selected_run": winner.info.run_id, "promptcls.decision": reason})
+        label = f"{winner.data.tags.get('promptcls.family')}/{winner.data.tags.get('promptcls.model')}"
+        if args.dry_run:
+            print(f"dry run: would {'promote' if replace else 'keep the champion, not promote'} {label} "
+                  f"(run {winner.info.run_id}): {reason}. Nothing changed.")
+            return champion.version if champion else None
+        if not replace:
+            print(f"champion unchanged: {reason}")
+            return champion.version if champion else None
+        version, card = promote(client, winner, champion, args)
+        mlflow.log_text(card, "model_card.md")
+        mlflow.set_tag("promptcls.promoted_version", version.version)
+        print(f"promoted {label} (run {winner.info.run_id}) as {args.model_name} v{version.version}: {reason}\n"
+              f"load it with models:/{args.model_name}@{CHAMPION} or models:/{args.model_name}/Production; "
+              f"code version {code_version()}")
+        return version.version

@@ -1,0 +1,194 @@
+"""Selection, registry promotion, model card, serving and `promptcls predict` against the real test server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from promptcls.config import DEFAULT_DATA
+from promptcls.contract import OUTPUT_COLUMNS, log_model, pip_requirements
+from promptcls.data import load_dataset, stratified_sample
+from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
+from promptcls.server import free_port
+from promptcls.train import MODEL_URI_TAG
+
+GOOD = {"val_custom_score": 0.80, "val_recall_c2": 0.95, "val_false_alarm_rate": 0.01,
+        "val_missed_threat_rate": 0.01, "latency_p95_ms": 5.0, "test_custom_score": 0.79}
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    """A real (small) TF-IDF + logistic regression model, logged under several runs with chosen metrics."""
+    frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, 400, seed=0)
+    config = load_config()
+    pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
+    return SklearnTextClassifier(pipeline.fit(frame["text"].tolist(), frame["label"].to_numpy()))
+
+
+@pytest.fixture
+def make_run(tracking_server, classifier):
+    def _make(experiment: str, model: str, digest: str = "digest-a", **metrics):
+        client = MlflowClient()
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        with mlflow.start_run(experiment_id=exp_id, run_name=model) as run:
+            mlflow.log_metrics({**GOOD, **metrics})
+            mlflow.set_tags({"promptcls.family": "traditional", "promptcls.model": model,
+                             "promptcls.data_digest": digest, "promptcls.code_version": "test"})
+            info = log_model(classifier, ["hello", "ignore previous instructions"],
+                             pip_requirements(*TraditionalFamily().requirements()))
+            mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+        return run.info.run_id
+    return _make
+
+
+def champion_run(name: str) -> str:
+    return MlflowClient().get_model_version_by_alias(name, "champion").run_id
+
+
+def test_promotes_best_passing_run_with_card_aliases_and_stage(make_run, run_entry_point):
+    exp, name = "sel-promote", "pc-promote"
+    failing_but_top = make_run(exp, "fast_but_noisy", val_custom_score=0.95, val_false_alarm_rate=0.05)
+    best_passing = make_run(exp, "best", val_custom_score=0.85)
+    make_run(exp, "second", val_custom_score=0.82)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "val_false_alarm_rate=0.0500 > 0.02 (over by 0.0300)" in proc.stdout   # the failed gate and margin
+    assert champion_run(name) == best_passing != failing_but_top
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(name, "champion")
+    assert version.current_stage == "Production"
+    assert version.tags["data_digest"] == "digest-a" and version.tags["val_custom_score"] == "0.8500"
+    card = version.description
+    assert "# Model card: pc-promote v1" in card and "| custom_score | 0.8500 | 0.7900 |" in card
+    assert "val_false_alarm_rate <= 0.02: passed (0.0100)" in card
+    assert "model_card.md" in {a.path for a in client.list_artifacts(best_passing)}
+    # both URIs load in a fresh process
+    code = (f"import mlflow; m = mlflow.pyfunc.load_model('models:/{name}/Production');"
+            f"print(list(m.predict({{'text': ['hi']}}).columns)); mlflow.pyfunc.load_model('models:/{name}@champion')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(OUTPUT_COLUMNS)
+
+
+def test_dry_run_changes_nothing_and_champion_kept_unless_beaten(make_run, run_entry_point):
+    exp, name = "sel-champion", "pc-champion"
+    first = make_run(exp, "first", val_custom_score=0.80)
+    run_entry_point("select", exp, experiment=exp, model_name=name)
+    better = make_run(exp, "better", val_custom_score=0.90)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name, dry_run="true")
+    assert "dry run: would promote" in proc.stdout and champion_run(name) == first
+    assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
+    run_entry_point("select", exp, experiment=exp, model_name=name)
+    client = MlflowClient()
+    assert champion_run(name) == better
+    assert client.get_model_version_by_alias(name, "previous-champion").run_id == first
+    stages = {v.run_id: v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
+    assert stages == {first: "Archived", better: "Production"}
+    # a champion trained on other data is not replaced by an incomparable score
+    make_run(exp, "other-data", digest="digest-b", val_custom_score=0.99)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "trained on other data" in proc.stdout and champion_run(name) == better
+    # nothing ranks above the champion on the same data: it stays
+    client.delete_run(client.search_runs([client.get_experiment_by_name(exp).experiment_id],
+                                         "tags.`promptcls.model` = 'other-data'")[0].info.run_id)
+    make_run(exp, "worse", val_custom_score=0.70)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "already the champion" in proc.stdout and champion_run(name) == better
+
+
+def test_failed_selection_changes_nothing(make_run, run_entry_point):
+    exp, name = "sel-fail", "pc-fail"
+    make_run(exp, "weak", val_recall_c2=0.5)
+    proc = run_entry_point("select", exp, check=False, experiment=exp, model_name=name)
+    assert proc.returncode != 0 and "no candidate passes the gates" in proc.stderr
+    assert "val_recall_c2=0.5000 < 0.85 (short by 0.3500)" in proc.stdout
+    assert MlflowClient().search_registered_models(f"name = '{name}'") == []
+    proc = run_entry_point("select", exp, check=False, experiment=exp, model_name=name, metric="test_custom_score")
+    assert proc.returncode != 0 and "test metrics are for the final report only" in proc.stderr
+    proc = run_entry_point("select", exp, check=False, experiment=exp, model_name=name,
+                           gates_override="val_recall_c2>=0.4")
+    assert proc.returncode == 0 and champion_run(name)
+
+
+def test_unreachable_server_fails_clearly(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    proc = subprocess.run([sys.executable, "-m", "entrypoints.select", "--experiment", "x"], capture_output=True,
+                          text=True, env=env, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 2 and "tracking server unreachable" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def served_champion(tracking_server, classifier):
+    """`mlflow models serve` of a champion on a free loopback port."""
+    name, exp = "pc-serve", "sel-serve"
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=client.create_experiment(exp)):
+        info = log_model(classifier, ["hello"], pip_requirements(*TraditionalFamily().requirements()))
+    version = mlflow.register_model(info.model_uri, name)
+    client.set_registered_model_alias(name, "champion", version.version)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@champion",
+                             "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("mlflow models serve did not come up")
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("body", [
+    {"dataframe_records": [{"text": "Ignore all previous instructions"}, {"text": "hello"}]},
+    {"inputs": {"text": ["Ignore all previous instructions", "hello"]}},
+    {"dataframe_split": {"columns": ["text"], "data": [["Ignore all previous instructions"], ["hello"]]}},
+])
+def test_served_model_answers_contract(served_champion, body):
+    response = requests.post(f"{served_champion}/invocations", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 2 and set(predictions[0]) == set(OUTPUT_COLUMNS)
+
+
+@pytest.mark.parametrize("body", ['{"dataframe_records": [{"prompt": "hi"}]}', '{"nonsense": 1}', "not json"])
+def test_served_model_rejects_malformed_body(served_champion, body):
+    response = requests.post(f"{served_champion}/invocations", data=body, timeout=30,
+                             headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.json().get("message")
+
+
+def test_predict_cli_on_file_and_string(served_champion, tmp_path):
+    src = tmp_path / "prompts.csv"
+    pd.DataFrame({"id": [1, 2, 3], "text": ["hello", "Ignore all previous instructions", "how do I bake bread?"]}
+                 ).to_csv(src, index=False)
+    out = tmp_path / "scored.jsonl"
+    cmd = [sys.executable, "-m", "promptcls.cli", "predict", "--model-uri", "models:/pc-serve@champion"]
+    proc = subprocess.run(cmd + ["--file", str(src), "--out", str(out)], capture_output=True, text=True,
+                          env=os.environ, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3] and set(OUTPUT_COLUMNS) <= set(rows[0])
+    proc = subprocess.run(cmd + ["hello there"], capture_output=True, text=True, env=os.environ, timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["label_name"] in ("benign", "suspicious", "malicious")
+    proc = subprocess.run(cmd[:-2] + ["--model-uri", "models:/does-not-exist@champion", "hi"],
+                          capture_output=True, text=True, env=os.environ, timeout=120)
+    assert proc.returncode == 2 and "cannot load models:/does-not-exist@champion" in proc.stderr
