@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, DEFAULT_EXTERNAL
 from promptcls.families.traditional import TraditionalArgs, TraditionalFamily
+from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError
+from promptcls.select import run as select
 from promptcls.tracking import entry_run, log_new_params
 from promptcls.train import RANK_METRIC
 from promptcls.train import run as train
@@ -15,7 +18,7 @@ from promptcls.train import run as train
 
 @dataclass
 class MainArgs:
-    """Run the default experiment: every traditional model on the bundled corpus."""
+    """Run the default experiment: every traditional model on the bundled corpus, then `select`."""
 
     data: str = field(default=str(DEFAULT_DATA), metadata={"help": "labelled file: .jsonl, .json or .csv"})
     external: str = field(default=str(DEFAULT_EXTERNAL), metadata={"help": "blind set (all class 2); '' to skip"})
@@ -23,6 +26,7 @@ class MainArgs:
     cv_folds: int = field(default=3, metadata={"help": "CV folds for the traditional grid searches"})
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
     experiment: str = field(default=DEFAULT_EXPERIMENT, metadata={"help": "experiment when not under `mlflow run`"})
+    gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
 
 
 def run(args: MainArgs) -> None:
@@ -32,9 +36,20 @@ def run(args: MainArgs) -> None:
         mlflow.set_tag("promptcls.pipeline", "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds})
         results = train(TraditionalFamily(), TraditionalArgs(model="all", cv_folds=args.cv_folds, **common))
+        experiment = MlflowClient().get_experiment(pipeline.info.experiment_id)
+        selection = SelectArgs(experiment=experiment.name, gates=args.gates)
+        try:
+            champion = select(selection)
+        except SelectionError as exc:
+            champion = None
+            print(f"no champion promoted: {exc}")
     best = max(results, key=lambda r: r.metrics[RANK_METRIC])
-    uri, experiment_id = mlflow.get_tracking_uri(), pipeline.info.experiment_id
-    print(f"\nMLflow UI: {uri}/#/experiments/{experiment_id}")
-    print(f"best run by {RANK_METRIC}: {best.family}/{best.model} {RANK_METRIC}={best.metrics[RANK_METRIC]:.4f} "
-          f"test_custom_score={best.metrics['test_custom_score']:.4f} -> "
-          f"{uri}/#/experiments/{experiment_id}/runs/{best.run_id}")
+    uri = mlflow.get_tracking_uri()
+    print(f"\nMLflow UI: {uri}/#/experiments/{experiment.experiment_id}")
+    print(f"best run of this job by {RANK_METRIC}: {best.family}/{best.model} "
+          f"{RANK_METRIC}={best.metrics[RANK_METRIC]:.4f} test_custom_score={best.metrics['test_custom_score']:.4f}"
+          f" -> {uri}/#/experiments/{experiment.experiment_id}/runs/{best.run_id}")
+    if champion:
+        name = selection.model_name
+        print(f"champion: models:/{name}@champion (version {champion}); its model card is the version's "
+              f"description: {uri}/#/models/{name}/versions/{champion}")
