@@ -56,11 +56,22 @@ class TrainArgs:
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
     experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
                             metadata={"help": "experiment when not launched by `mlflow run`"})
+    policy: str = field(default="none", metadata={"help": "decision policy fitted on validation: none (argmax) or "
+                                                          "threshold (see promptcls/policy.py)"})
+    policy_benign_flag_target: float = field(default=0.02, metadata={"help": "threshold policy: max validation "
+                                                                             "P(pred 2 | true 0)"})
+    policy_miss_target: float = field(default=0.05, metadata={"help": "threshold policy: max share of validation "
+                                                                      "malicious rows below the suspicious floor"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
             if not 0.0 < getattr(self, name) < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        if self.policy not in ("none", "threshold"):
+            raise ValueError(f"policy must be none or threshold, got {self.policy!r}")
+        for name in ("policy_benign_flag_target", "policy_miss_target"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.sample < 0:
             raise ValueError(f"sample must be >= 0, got {self.sample}")
         if not Path(self.data).is_file():

@@ -26,6 +26,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 import promptcls
 from promptcls import LABELS
 from promptcls.data import normalize_text
+from promptcls.policy import DecisionPolicy
 
 SCORE_COLUMNS = [f"score_{name}" for name in LABELS]
 OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS]
@@ -62,10 +63,9 @@ def texts_from_input(model_input) -> list[str]:
     return values
 
 
-def predictions_frame(proba: np.ndarray) -> pd.DataFrame:
-    """The contract's output for an (N, 3) probability array."""
+def predictions_frame(proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """The contract's output for an (N, 3) probability array and the decided labels."""
     proba = np.asarray(proba, dtype=float).reshape(-1, len(LABELS))
-    labels = proba.argmax(axis=1)
     frame = pd.DataFrame({"label": labels.astype("int64"), "label_name": [LABELS[i] for i in labels]})
     for i, column in enumerate(SCORE_COLUMNS):
         frame[column] = proba[:, i]
@@ -73,13 +73,15 @@ def predictions_frame(proba: np.ndarray) -> pd.DataFrame:
 
 
 class PromptClassifierModel(mlflow.pyfunc.PythonModel):
-    """The pyfunc wrapper every family logs; in training it also wraps the in-memory classifier for evaluation."""
+    """The pyfunc wrapper every family logs; in training it also wraps the in-memory classifier for evaluation.
+    Labels come from the decision policy (plain argmax unless a policy was fitted on validation)."""
 
-    def __init__(self, classifier: TextClassifier | None = None):
+    def __init__(self, classifier: TextClassifier | None = None, policy: DecisionPolicy | None = None):
         self.classifier = classifier
+        self.policy = policy or DecisionPolicy()
 
-    def __getstate__(self):  # the classifier travels as an artifact, never inside the pickle
-        return {"classifier": None}
+    def __getstate__(self):  # classifier and policy travel as artifact and model_config, never inside the pickle
+        return {"classifier": None, "policy": None}
 
     def as_predict_fn(self):
         """`predict` with the signature of a loaded pyfunc's: DataFrame in, contract DataFrame out."""
@@ -88,12 +90,14 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         module, _, name = context.model_config["classifier_class"].partition(":")
         self.classifier = getattr(importlib.import_module(module), name).load(context.artifacts["classifier"])
+        self.policy = DecisionPolicy(**context.model_config.get("policy", {}))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         texts = [normalize_text(t) for t in texts_from_input(model_input)]
         if not texts:
-            return predictions_frame(np.empty((0, len(LABELS))))
-        return predictions_frame(self.classifier.predict_proba(texts))
+            return predictions_frame(np.empty((0, len(LABELS))), np.empty(0, dtype=int))
+        proba = self.policy.calibrate(self.classifier.predict_proba(texts))
+        return predictions_frame(proba, self.policy.decide(proba))
 
 
 def pip_requirements(*distributions: str) -> list[str]:
@@ -108,9 +112,9 @@ def pip_requirements(*distributions: str) -> list[str]:
 
 
 def log_model(classifier: TextClassifier, example_texts: list[str], requirements: list[str],
-              name: str = "model"):
-    """Log `classifier` under the active run as the contract's pyfunc; returns MLflow's ModelInfo."""
-    wrapper = PromptClassifierModel(classifier)
+              policy: DecisionPolicy | None = None, name: str = "model"):
+    """Log `classifier` (and its decision policy) under the active run as the contract's pyfunc."""
+    wrapper = PromptClassifierModel(classifier, policy)
     example = pd.DataFrame({"text": example_texts[:3]})
     cls = type(classifier)
     with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp:
@@ -120,7 +124,8 @@ def log_model(classifier: TextClassifier, example_texts: list[str], requirements
             name=name,
             python_model=PromptClassifierModel(),
             artifacts={"classifier": tmp},
-            model_config={"classifier_class": f"{cls.__module__}:{cls.__qualname__}"},
+            model_config={"classifier_class": f"{cls.__module__}:{cls.__qualname__}",
+                          "policy": wrapper.policy.to_dict()},
             code_paths=[str(Path(promptcls.__file__).parent)],
             signature=signature,
             input_example=example,

@@ -18,13 +18,15 @@ from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
 from promptcls.contract import PromptClassifierModel, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
-from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation
+from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.families.base import Family
+from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.tracking import entry_run, log_new_params, provenance_tags
 
 log = logging.getLogger(__name__)
 RANK_METRIC = "val_custom_score"
 MODEL_URI_TAG = "promptcls.model_uri"
+POLICY_EFFECT_METRICS = ("custom_score", "benign_flag_rate", "recall_c2", "false_alarm_rate", "malicious_miss_rate")
 
 
 def log_dataset(dataset: Dataset, splits: Splits) -> None:
@@ -46,6 +48,16 @@ def log_dataset(dataset: Dataset, splits: Splits) -> None:
     mlflow.log_dict(by_source, "data/rows_by_source.json")
 
 
+def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> DecisionPolicy:
+    """The policy the logged model serves: fitted on the validation split, or plain argmax."""
+    if args.policy == "none":
+        return DecisionPolicy()
+    policy = fit_policy(classifier.predict_proba(val["text"].tolist()), val["label"].to_numpy(),
+                        args.policy_benign_flag_target, args.policy_miss_target)
+    mlflow.log_params({f"policy_{k}": v for k, v in policy.to_dict().items() if k != "kind"})
+    return policy
+
+
 def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
               args: TrainArgs) -> dict[str, float]:
     """Train, evaluate and log one model into the active run; returns its metrics."""
@@ -55,13 +67,17 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
     classifier = family.train(model_name, splits, args)
     metrics = {"train_seconds": time.perf_counter() - start}
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
-    predict_fn = PromptClassifierModel(classifier).as_predict_fn()
+    policy = fit_decision_policy(classifier, splits.val, args)
+    predict_fn = PromptClassifierModel(classifier, policy).as_predict_fn()
     for prefix, frame in (("val", splits.val), ("test", splits.test)):
         scores = log_split_evaluation(predict_fn, frame, prefix, with_ci=prefix == "test")
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+        if policy.kind != "none":  # the policy's effect: the same split under plain argmax
+            argmax, _, _ = split_metrics(PromptClassifierModel(classifier).as_predict_fn(), frame)
+            mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
-    info = log_model(classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()))
+    info = log_model(classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()), policy)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
     metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
     log.info("%s/%s: val custom_score %.4f, test custom_score %.4f, p50 %.1f ms — model %s", family.name,
