@@ -83,14 +83,18 @@ class TrainArgs:
         return dataclasses.asdict(self)
 
 
+def converters(cls: type) -> dict[str, Callable[[str], object]]:
+    """Per field of dataclass `cls`: the function turning its command-line string into the field's type."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: {bool: _bool, int: _int, float: float}.get(hints[f.name], str) for f in dataclasses.fields(cls)}
+
+
 def parse_args(cls: type, argv: list[str] | None = None):
     """Build an argparse parser from dataclass `cls`; invalid values exit with a message naming the field."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
-    hints = typing.get_type_hints(cls)
+    types = converters(cls)
     for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        kwargs: dict = {"help": f.metadata.get("help", "")}
-        kwargs["type"] = {bool: _bool, int: _int, float: float}.get(kind, str)
+        kwargs: dict = {"help": f.metadata.get("help", ""), "type": types[f.name]}
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             kwargs["required"] = True
         else:

@@ -149,7 +149,7 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
             .sample(frac=1.0, random_state=seed).reset_index(drop=True))
 
 
-def _hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off ~`fraction` of rows, stratified by label, never splitting a near-duplicate group."""
     n_splits = max(2, round(1 / fraction))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
@@ -169,8 +169,8 @@ class Splits:
 
 def split_dataset(frame: pd.DataFrame, val_size: float, test_size: float, seed: int) -> Splits:
     """Stratified, group-aware train/validation/test split. The test split is for the final report only."""
-    rest, test = _hold_out(frame, test_size, seed)
-    train, val = _hold_out(rest, val_size / (1 - test_size), seed)
+    rest, test = hold_out(frame, test_size, seed)
+    train, val = hold_out(rest, val_size / (1 - test_size), seed)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         missing = set(range(len(LABELS))) - set(part["label"])
         if missing:
