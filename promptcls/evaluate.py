@@ -26,18 +26,23 @@ def predict(predict_fn: PredictFn, texts: list[str], batch_size: int = 512) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def split_metrics(predict_fn: PredictFn, frame: pd.DataFrame) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Security metrics of `predict_fn` on `frame` (text, label), with the true and predicted labels."""
+def split_metrics(predict_fn: PredictFn, frame: pd.DataFrame) -> dict[str, float]:
+    """Security metrics of `predict_fn` on `frame` (text, label), logging nothing."""
     out = predict(predict_fn, frame["text"].tolist())
-    y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
-    return security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy()), y_true, y_pred
+    return security_metrics(frame["label"].to_numpy(), out["label"].to_numpy(), out[SCORE_COLUMNS].to_numpy())
 
 
 def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str,
                          with_ci: bool = False) -> dict[str, float]:
-    """Score `frame` (text, label) and log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report;
-    `with_ci` adds 95% bootstrap intervals (`{prefix}_custom_score_ci_low`, ...)."""
-    metrics, y_true, y_pred = split_metrics(predict_fn, frame)
+    """Score `frame` (text, label) and log it with `log_scored`."""
+    return log_scored(frame, predict(predict_fn, frame["text"].tolist()), prefix, with_ci)
+
+
+def log_scored(frame: pd.DataFrame, out: pd.DataFrame, prefix: str, with_ci: bool = False) -> dict[str, float]:
+    """Log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report for contract predictions `out` of
+    `frame`; `with_ci` adds 95% bootstrap intervals (`{prefix}_custom_score_ci_low`, ...)."""
+    y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
+    metrics = security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy())
     if with_ci:
         metrics.update(bootstrap_ci(y_true, y_pred))
     mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()})

@@ -73,7 +73,7 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
         scores = log_split_evaluation(predict_fn, frame, prefix, with_ci=prefix == "test")
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
         if policy.kind != "none":  # the policy's effect: the same split under plain argmax
-            argmax, _, _ = split_metrics(PromptClassifierModel(classifier).as_predict_fn(), frame)
+            argmax = split_metrics(PromptClassifierModel(classifier).as_predict_fn(), frame)
             mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
