@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--out", help="output file for --file (.jsonl or .csv; default: <file>.scored.jsonl)")
     pred.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
     pred.set_defaults(handler=_predict)
+    expl = commands.add_parser("explain", help="which tokens drove the champion's prediction for a prompt (SHAP)")
+    expl.add_argument("text", help="the prompt")
+    expl.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    expl.add_argument("--top", type=int, default=15, help="tokens to show")
+    expl.set_defaults(handler=_explain)
     args = parser.parse_args(argv)
     return args.handler(args)
 
@@ -48,6 +53,25 @@ def _predict(args: argparse.Namespace) -> int:
     from promptcls.predict import main as predict
 
     run_cli(lambda: predict(args.text, args.file, args.out, args.model_uri))
+    return 0
+
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from promptcls.config import run_cli
+    from promptcls.explain import explain_text
+    from promptcls.predict import load
+
+    def job():
+        table, prediction = explain_text(load(args.model_uri), args.text)
+        name = prediction["label_name"]
+        print(f"{name} (score {prediction[f'score_{name}']:.3f}); tokens by contribution towards {name}:")
+        if table.empty:
+            print("  (too short to attribute: at least two words are needed)")
+        for row in table.sort_values(name, ascending=False).head(args.top).itertuples():
+            print(f"  {getattr(row, name):+.4f}  {row.token}")
+
+    run_cli(job)
     return 0
 
 

@@ -62,6 +62,7 @@ class TrainArgs:
                                                                              "P(pred 2 | true 0)"})
     policy_miss_target: float = field(default=0.05, metadata={"help": "threshold policy: max share of validation "
                                                                       "malicious rows below the suspicious floor"})
+    explain_samples: int = field(default=40, metadata={"help": "validation prompts explained with SHAP (0 = off)"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
@@ -72,8 +73,8 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.sample < 0:
-            raise ValueError(f"sample must be >= 0, got {self.sample}")
+        if self.sample < 0 or self.explain_samples < 0:
+            raise ValueError(f"sample and explain_samples must be >= 0, got {self.sample}, {self.explain_samples}")
         if not Path(self.data).is_file():
             raise ValueError(f"data: file not found: {self.data}")
         if self.external and not Path(self.external).is_file():

@@ -16,9 +16,10 @@ import pandas as pd
 
 from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
-from promptcls.contract import PromptClassifierModel, log_model, pip_requirements
+from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
+from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.tracking import entry_run, log_new_params, provenance_tags
@@ -77,6 +78,9 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
             mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
+    if args.explain_samples:
+        log_explanations(lambda texts: predict_fn(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(),
+                         splits.val["text"].tolist(), args.explain_samples, args.seed)
     info = log_model(classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()), policy)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
     metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))

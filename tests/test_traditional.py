@@ -54,6 +54,9 @@ def test_child_logs_contract(all_models_run, model):
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/val_confusion_matrix.png", "evaluation/test_confusion_matrix.json",
             "evaluation/test_classification_report.txt"} <= artifacts
+    tokens = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/explain/top_tokens.csv"))
+    assert set(tokens["class"]) == {"benign", "suspicious", "malicious"} and (tokens["total_shap"] > 0).all()
+    assert "explain/top_tokens.png" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "explain")}
     cm = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/evaluation/test_confusion_matrix.json"))
     assert sum(map(sum, cm["rows_true_cols_pred"])) == int(params["n_test"])
 
