@@ -45,7 +45,7 @@ def entry_run(experiment: str, run_name: str):
     An exception inside the block marks the run FAILED, so a failed training never looks like a finished one.
     """
     if mlflow.active_run():
-        run = mlflow.start_run(run_name=run_name, nested=True)
+        run = child_run(run_name)
     elif "MLFLOW_RUN_ID" in os.environ:
         run = mlflow.start_run()
         ensure_experiment_kind(run.info.experiment_id)
@@ -71,3 +71,8 @@ def log_new_params(params: dict[str, object]) -> None:
     run = mlflow.active_run()
     existing = MlflowClient().get_run(run.info.run_id).data.params
     mlflow.log_params({k: v for k, v in params.items() if k not in existing})
+
+
+def child_run(run_name: str):
+    """A nested run in the active run's experiment (a bare nested start_run would use the default experiment)."""
+    return mlflow.start_run(experiment_id=mlflow.active_run().info.experiment_id, run_name=run_name, nested=True)

@@ -22,7 +22,7 @@ from promptcls.evaluate import log_external_evaluation, log_latency, log_split_e
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.policy import DecisionPolicy, fit_policy
-from promptcls.tracking import entry_run, log_new_params, provenance_tags
+from promptcls.tracking import child_run, entry_run, log_new_params, provenance_tags
 
 log = logging.getLogger(__name__)
 RANK_METRIC = "val_custom_score"
@@ -114,7 +114,7 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
         mlflow.set_tags({"promptcls.family": family.name, "promptcls.model": "all"})
         results = []
         for name in models:
-            with mlflow.start_run(run_name=f"{family.name}-{name}", nested=True) as child:
+            with child_run(run_name=f"{family.name}-{name}") as child:
                 mlflow.log_params(args.to_params() | {"model": name})
                 log_dataset(dataset, splits)
                 results.append(ModelResult(child.info.run_id, family.name, name,
