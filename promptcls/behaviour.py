@@ -116,7 +116,8 @@ def _rows(test_type: str, group: str, originals: list[str], texts: list[str], ex
         "test_type": test_type, "group": group, "path": path, "original": originals, "text": texts,
         "expected": expected, "original_label": base["label"].to_numpy(), "label": out["label"].to_numpy(),
         "original_score_malicious": base["score_malicious"].to_numpy(),
-        "score_malicious": out["score_malicious"].to_numpy(), "passed": passed})
+        "score_malicious": out["score_malicious"].to_numpy(),
+        "passed": pd.array([None if pd.isna(x) else bool(x) for x in passed], dtype="boolean")})
 
 
 def run_suite(model: ModelUnderTest, cases: dict, seed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
