@@ -86,8 +86,8 @@ class ModelUnderTest:
 
     def __init__(self, model_uri: str):
         self.uri = model_uri
-        self.local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
-                                                         dst_path=tempfile.mkdtemp(prefix="promptcls-behaviour-"))
+        self._tmp = tempfile.TemporaryDirectory(prefix="promptcls-behaviour-")  # removed with the object
+        self.local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=self._tmp.name)
         self.pyfunc = mlflow.pyfunc.load_model(self.local)
         try:
             self.classifier = self.pyfunc.unwrap_python_model().classifier
