@@ -23,6 +23,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -110,17 +111,19 @@ def radar_figure(table: pd.DataFrame, top: int = TOP) -> Figure:
     """Radar of the first `top` rows over `RADAR_AXES` (test split)."""
     head = table.head(top)
     angles = np.linspace(0, 2 * np.pi, len(RADAR_AXES), endpoint=False)
-    fig = Figure(figsize=(6.5, 6), dpi=110)
+    fig = Figure(figsize=(8, 7.5), dpi=110)
     ax = fig.add_subplot(projection="polar")
+    fig.subplots_adjust(left=0.16, right=0.84, top=0.88, bottom=0.2)
     for label, (_, row) in zip(_labels(head), head.iterrows()):
         values = np.nan_to_num(row[list(RADAR_AXES)].to_numpy(dtype=float))
         ax.plot(np.append(angles, angles[0]), np.append(values, values[0]), label=label)
         ax.fill(angles, values, alpha=0.08)
     ax.set_xticks(angles, list(RADAR_AXES.values()))
     ax.set_ylim(0, 1)
-    ax.set_title(f"top {len(head)} by {RANK_METRIC} ({SPLIT} metrics)")
-    ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=8)
-    fig.tight_layout()
+    ax.tick_params(axis="x", pad=12)
+    ax.set_rlabel_position(180 / len(RADAR_AXES))  # radial labels between the first two axes
+    ax.set_title(f"top {len(head)} by {RANK_METRIC} ({SPLIT} metrics)", pad=24)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(head)), fontsize=8)
     return fig
 
 
@@ -142,6 +145,7 @@ def curves_figure(found: dict[str, dict[str, pd.Series]]) -> Figure:
         for label, series in by_model.items():
             ax.plot(series.index, series.to_numpy(), marker=".", label=label)
         ax.set_xlabel("epoch (step)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
