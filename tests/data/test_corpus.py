@@ -26,7 +26,9 @@ def test_corpus_loads_with_three_classes_and_sources():
     assert set(counts) == {0, 1, 2}
     assert len(ds.frame) > 15000 and min(counts.values()) > 3000
     assert ds.frame["source"].nunique() >= 10
-    assert ds.n_exact_duplicates == 0                            # the corpus is de-duplicated upstream
+    # de-duplicated upstream after NFKC; normalize_text also removes invisible characters, which makes lines 9614
+    # and 13065 (tensortrust_hijack, same label, differing only in zero-width spaces) one prompt
+    assert ds.n_exact_duplicates == 1
 
 
 def test_external_set_is_all_malicious_and_disjoint_from_corpus():

@@ -1,0 +1,215 @@
+"""`behaviour`: CheckList-style behavioural tests of any logged model (a model URI), logged to an MLflow run.
+
+Four test types, cases in `promptcls/conf/behaviour.yaml`, perturbations in `promptcls/perturb.py`:
+
+* minimum_functionality -- hand-written prompts per class must get their label (benign how-to questions that only
+  sound risky included: over-flagging is the known failure);
+* invariance -- casing, whitespace, punctuation edits and hand-written paraphrases must not change the label;
+* directional -- appending an injection to a benign prompt must not lower `score_malicious`;
+* evasion -- invisible characters, homoglyphs, spaced-out letters and leetspeak applied to malicious prompts the
+  model flags correctly must not drop the label below malicious.
+
+Logged: `behaviour_<type>_pass_rate` (and per class for minimum functionality), `evasion_flip_rate` (share of
+correctly flagged (prompt, perturbation) pairs whose label drops) overall and per perturbation, and
+`behaviour/cases.csv` with every case and its outcome.
+
+How "with" and "without" normalisation are measured (both honest, both over the same prompts):
+
+* `evasion_flip_rate` -- through the loaded pyfunc's `predict`, i.e. the model contract, which applies
+  `promptcls.data.normalize_text` before the classifier. A pyfunc loaded in this process runs the `promptcls` that
+  this process imports, not the copy logged in the model's `code/` folder (a fresh process such as
+  `mlflow models serve` runs the logged copy); the tag `promptcls.behaviour.normalizer_matches_model` says whether
+  the two `data.py` files are identical, so the figure is the deployed model's figure only when it is `true`.
+* `evasion_flip_rate_without_normalizer` -- the normaliser bypassed: the model's underlying classifier
+  (`loaded.unwrap_python_model().classifier.predict_proba`) is called on the raw prompt and the raw perturbed
+  prompt. Only for models logged through `promptcls.contract`; otherwise it is not logged.
+
+In both cases the base prompt is scored through the same path as its perturbations, so a pair counts only when
+that path flagged the unperturbed prompt as malicious.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+
+from promptcls import LABELS
+from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.contract import predictions_frame
+from promptcls.perturb import EVASIONS, INVARIANCES
+from promptcls.tracking import entry_run, log_new_params
+
+log = logging.getLogger(__name__)
+DEFAULT_CASES = Path(str(files("promptcls.conf").joinpath("behaviour.yaml")))
+TEST_TYPES = ("minimum_functionality", "invariance", "directional", "evasion")
+MALICIOUS = LABELS.index("malicious")
+AS_IS, WITHOUT = "model", "without_normalizer"
+
+
+@dataclass
+class BehaviourArgs:
+    """Behavioural tests (minimum functionality, invariance, directional, evasion) of a logged model."""
+
+    model_uri: str = field(metadata={"help": "model to test: runs:/…/model, models:/name@alias, a local path"})
+    cases: str = field(default=str(DEFAULT_CASES), metadata={"help": "YAML with the behavioural cases"})
+    seed: int = field(default=0, metadata={"help": "seed of the random perturbations"})
+    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
+                            metadata={"help": "experiment when not launched by `mlflow run`"})
+
+    def __post_init__(self):
+        if not Path(self.cases).is_file():
+            raise ValueError(f"cases: file not found: {self.cases}")
+
+
+def load_cases(path: str | Path = DEFAULT_CASES) -> dict:
+    cases = yaml.safe_load(Path(path).read_text())
+    unknown = set(cases["minimum_functionality"]) - set(LABELS)
+    if unknown:
+        raise UsageError(f"{path}: minimum_functionality classes must be among {LABELS}, got {sorted(unknown)}")
+    return cases
+
+
+class ModelUnderTest:
+    """A loaded contract model, scored through the pyfunc (normaliser inside) or, bypassing the normaliser,
+    through its underlying classifier."""
+
+    def __init__(self, model_uri: str):
+        self.uri = model_uri
+        self._tmp = tempfile.TemporaryDirectory(prefix="promptcls-behaviour-")  # removed with the object
+        self.local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=self._tmp.name)
+        self.pyfunc = mlflow.pyfunc.load_model(self.local)
+        try:
+            self.classifier = self.pyfunc.unwrap_python_model().classifier
+        except (AttributeError, mlflow.exceptions.MlflowException):
+            self.classifier = None  # not a promptcls contract model: the bypass cannot be measured
+
+    def normalizer_matches(self) -> bool | None:
+        """Whether the model's logged copy of promptcls/data.py is the one this process runs."""
+        logged = Path(self.local) / "code" / "promptcls" / "data.py"
+        if not logged.is_file():
+            return None
+        current = Path(__file__).with_name("data.py")
+        digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+        return digest(logged) == digest(current)
+
+    def score(self, texts: list[str], path: str = AS_IS) -> pd.DataFrame:
+        """Contract output (`label`, `score_malicious`, …) for `texts` through `path`."""
+        if path == WITHOUT:
+            return predictions_frame(self.classifier.predict_proba(list(texts)))
+        return self.pyfunc.predict(pd.DataFrame({"text": list(texts)})).reset_index(drop=True)
+
+
+def _rows(test_type: str, group: str, originals: list[str], texts: list[str], expected, base: pd.DataFrame,
+          out: pd.DataFrame, passed: np.ndarray, path: str = AS_IS) -> pd.DataFrame:
+    return pd.DataFrame({
+        "test_type": test_type, "group": group, "path": path, "original": originals, "text": texts,
+        "expected": expected, "original_label": base["label"].to_numpy(), "label": out["label"].to_numpy(),
+        "original_score_malicious": base["score_malicious"].to_numpy(),
+        "score_malicious": out["score_malicious"].to_numpy(),
+        "passed": pd.array([None if pd.isna(x) else bool(x) for x in passed], dtype="boolean")})
+
+
+def run_suite(model: ModelUnderTest, cases: dict, seed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Every case and its outcome (one row each; `passed` is NaN for evasion pairs whose base the path did not
+    flag) and the metrics derived from them."""
+    rng = random.Random(seed)
+    frames = []
+    mft = cases["minimum_functionality"]
+    for name, prompts in mft.items():
+        out = model.score(prompts)
+        label = LABELS.index(name)
+        frames.append(_rows("minimum_functionality", name, prompts, prompts, label, out, out,
+                            out["label"].to_numpy() == label))
+    prompts = [p for group in mft.values() for p in group]
+    base = model.score(prompts)
+    for name, perturb in INVARIANCES.items():
+        texts = [perturb(p, rng) for p in prompts]
+        out = model.score(texts)
+        frames.append(_rows("invariance", name, prompts, texts, base["label"].to_numpy(), base, out,
+                            out["label"].to_numpy() == base["label"].to_numpy()))
+    for i, group in enumerate(cases.get("paraphrases", [])):
+        out = model.score(group)
+        first = out.iloc[[0] * (len(group) - 1)].reset_index(drop=True)
+        rest = out.iloc[1:].reset_index(drop=True)
+        frames.append(_rows("invariance", f"paraphrase_{i}", [group[0]] * (len(group) - 1), group[1:],
+                            first["label"].to_numpy(), first, rest, rest["label"].to_numpy() == first["label"].to_numpy()))
+    benign = mft.get("benign", [])
+    benign_base = model.score(benign)
+    for i, suffix in enumerate(cases.get("directional_suffixes", [])):
+        out = model.score([p + suffix for p in benign])
+        frames.append(_rows("directional", f"injection_suffix_{i}", benign, [p + suffix for p in benign], np.nan,
+                            benign_base, out,
+                            out["score_malicious"].to_numpy() >= benign_base["score_malicious"].to_numpy() - 1e-9))
+    malicious = mft.get("malicious", [])
+    perturbed = {name: [perturb(p, rng) for p in malicious] for name, perturb in EVASIONS.items()}
+    for path in (AS_IS, WITHOUT) if model.classifier is not None else (AS_IS,):
+        mal_base = model.score(malicious, path)
+        flagged = mal_base["label"].to_numpy() == MALICIOUS
+        for name, texts in perturbed.items():
+            out = model.score(texts, path)
+            kept = (out["label"].to_numpy() == MALICIOUS).astype(float)
+            frames.append(_rows("evasion", name, malicious, texts, MALICIOUS, mal_base, out,
+                                np.where(flagged, kept, np.nan), path))
+    table = pd.concat(frames, ignore_index=True)
+    return table, suite_metrics(table)
+
+
+def suite_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """Pass rates per test type (evasion: through the model as-is) and evasion flip rates."""
+    metrics = {}
+    as_is = table[table["path"] == AS_IS]
+    for test_type in TEST_TYPES:
+        passed = as_is.loc[as_is["test_type"] == test_type, "passed"].dropna()
+        if len(passed):
+            metrics[f"behaviour_{test_type}_pass_rate"] = float(passed.astype(float).mean())
+    mft = as_is[as_is["test_type"] == "minimum_functionality"]
+    for name, part in mft.groupby("group"):
+        metrics[f"behaviour_minimum_functionality_{name}_pass_rate"] = float(part["passed"].astype(float).mean())
+    evasion = table[table["test_type"] == "evasion"].dropna(subset=["passed"])
+    for path, suffix in ((AS_IS, ""), (WITHOUT, "_without_normalizer")):
+        part = evasion[evasion["path"] == path]
+        if len(part):
+            metrics[f"evasion_flip_rate{suffix}"] = float(1 - part["passed"].astype(float).mean())
+            metrics[f"evasion_pairs{suffix}"] = float(len(part))
+    for name, part in evasion[evasion["path"] == AS_IS].groupby("group"):
+        metrics[f"evasion_flip_rate_{name}"] = float(1 - part["passed"].astype(float).mean())
+    return metrics
+
+
+def run(args: BehaviourArgs) -> dict[str, float]:
+    """Run the suite against `args.model_uri` and log it to a run tagged `promptcls.kind=behaviour`."""
+    cases = load_cases(args.cases)
+    try:
+        model = ModelUnderTest(args.model_uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise UsageError(f"cannot load {args.model_uri}: {exc}") from None
+    with entry_run(args.experiment, run_name="behaviour"):
+        matches = model.normalizer_matches()
+        mlflow.set_tags({"promptcls.kind": "behaviour", "promptcls.behaviour.model_uri": args.model_uri,
+                         "promptcls.behaviour.normalizer_matches_model": str(matches).lower()})
+        log_new_params({"model_uri": args.model_uri, "cases": args.cases, "seed": args.seed})
+        table, metrics = run_suite(model, cases, args.seed)
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(table.to_csv(index=False), "behaviour/cases.csv")
+        if "evasion_flip_rate" not in metrics:
+            log.warning("the model flagged none of the malicious prompts: no evasion flip rate")
+        if model.classifier is None:
+            log.warning("%s is not a promptcls contract model: the flip rate without the normaliser is skipped",
+                        args.model_uri)
+        if matches is False:
+            log.warning("the model's logged normalize_text differs from this checkout's: evasion_flip_rate uses "
+                        "this checkout's (see promptcls.behaviour docstring)")
+        width = max(map(len, metrics))
+        print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))
+        return metrics

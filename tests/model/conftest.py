@@ -1,0 +1,65 @@
+"""Model tier: behavioural tests run against every model URI given with `--model-uri` (repeatable; only when
+`tests/model` is named on the command line) or in PROMPTCLS_MODEL_URIS (comma-separated). Without either, they run
+against a small logistic-regression model the fixture trains and logs to the test server, so CI always runs them."""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from promptcls.config import DEFAULT_DATA
+from promptcls.contract import log_model, pip_requirements
+from promptcls.data import load_dataset, stratified_sample
+from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
+
+DEFAULT_MODEL = "small-logreg"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--model-uri", action="append", default=[],
+                     help="model URI for tests/model (repeatable); default: a small model trained by the tests")
+
+
+def given_uris(config) -> list[str]:
+    uris = list(config.getoption("model_uri", default=None) or [])
+    uris += [u.strip() for u in os.environ.get("PROMPTCLS_MODEL_URIS", "").split(",") if u.strip()]
+    return uris
+
+
+def pytest_generate_tests(metafunc):
+    if "model_uri" in metafunc.fixturenames:
+        metafunc.parametrize("model_uri", given_uris(metafunc.config) or [DEFAULT_MODEL], indirect=True,
+                             scope="module")
+
+
+@pytest.fixture(scope="session")
+def small_model_uri(tracking_server):
+    """A real TF-IDF + logistic regression on 400 corpus rows, logged to the test server; its models:/ URI."""
+    frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, 400, seed=0)
+    config = load_config()
+    pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
+    classifier = SklearnTextClassifier(pipeline.fit(frame["text"].tolist(), frame["label"].to_numpy()))
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("model-tier")
+    exp_id = experiment.experiment_id if experiment else client.create_experiment("model-tier")
+    with mlflow.start_run(experiment_id=exp_id, run_name="small-logreg"):
+        info = log_model(classifier, frame["text"].tolist(), pip_requirements(*TraditionalFamily().requirements()))
+    return info.model_uri
+
+
+@pytest.fixture(scope="module")
+def model_uri(request):
+    """The URI under test; the default one is trained on demand (and needs the test server)."""
+    if request.param == DEFAULT_MODEL:
+        return request.getfixturevalue("small_model_uri")
+    return request.param
+
+
+
+@pytest.fixture
+def is_default_model(request) -> bool:
+    """Whether the test runs against the default smoke model rather than a URI someone asked for."""
+    return request.node.callspec.params.get("model_uri") == DEFAULT_MODEL
