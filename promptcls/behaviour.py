@@ -21,7 +21,7 @@ How "with" and "without" normalisation are measured (both honest, both over the 
   `mlflow models serve` runs the logged copy); the tag `promptcls.behaviour.normalizer_matches_model` says whether
   the two `data.py` files are identical, so the figure is the deployed model's figure only when it is `true`.
 * `evasion_flip_rate_without_normalizer` -- the normaliser bypassed: the model's underlying classifier
-  (`loaded.unwrap_python_model().classifier.predict_proba`) is called on the raw prompt and the raw perturbed
+  (`loaded.unwrap_python_model().predict_texts(texts, normalize=False)`) is called on the raw prompt and the raw perturbed
   prompt. Only for models logged through `promptcls.contract`; otherwise it is not logged.
 
 In both cases the base prompt is scored through the same path as its perturbations, so a pair counts only when
@@ -46,7 +46,6 @@ import yaml
 
 from promptcls import LABELS
 from promptcls.config import DEFAULT_EXPERIMENT, UsageError
-from promptcls.contract import predictions_frame
 from promptcls.perturb import EVASIONS, INVARIANCES
 from promptcls.tracking import entry_run, log_new_params
 
@@ -90,9 +89,10 @@ class ModelUnderTest:
         self.local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=self._tmp.name)
         self.pyfunc = mlflow.pyfunc.load_model(self.local)
         try:
-            self.classifier = self.pyfunc.unwrap_python_model().classifier
+            self.wrapper = self.pyfunc.unwrap_python_model()
+            self.classifier = self.wrapper.classifier
         except (AttributeError, mlflow.exceptions.MlflowException):
-            self.classifier = None  # not a promptcls contract model: the bypass cannot be measured
+            self.wrapper = self.classifier = None  # not a promptcls contract model: the bypass cannot be measured
 
     def normalizer_matches(self) -> bool | None:
         """Whether the model's logged copy of promptcls/data.py is the one this process runs."""
@@ -106,7 +106,7 @@ class ModelUnderTest:
     def score(self, texts: list[str], path: str = AS_IS) -> pd.DataFrame:
         """Contract output (`label`, `score_malicious`, …) for `texts` through `path`."""
         if path == WITHOUT:
-            return predictions_frame(self.classifier.predict_proba(list(texts)))
+            return self.wrapper.predict_texts(list(texts), normalize=False)
         return self.pyfunc.predict(pd.DataFrame({"text": list(texts)})).reset_index(drop=True)
 
 

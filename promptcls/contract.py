@@ -93,7 +93,11 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         self.policy = DecisionPolicy(**context.model_config.get("policy", {}))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        texts = [normalize_text(t) for t in texts_from_input(model_input)]
+        return self.predict_texts(texts_from_input(model_input))
+
+    def predict_texts(self, texts: list[str], normalize: bool = True) -> pd.DataFrame:
+        """Contract output for raw strings; `normalize=False` bypasses `normalize_text` (to measure what it does)."""
+        texts = [normalize_text(t) for t in texts] if normalize else list(texts)
         if not texts:
             return predictions_frame(np.empty((0, len(LABELS))), np.empty(0, dtype=int))
         proba = self.policy.calibrate(self.classifier.predict_proba(texts))

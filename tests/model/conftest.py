@@ -29,6 +29,16 @@ def given_uris(config) -> list[str]:
     return uris
 
 
+def pytest_collection_modifyitems(config, items):
+    """Floors (tests marked `named_model_only`) are collected only when model URIs are given."""
+    if given_uris(config):
+        return
+    deselected = [item for item in items if "named_model_only" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if "named_model_only" not in item.keywords]
+
+
 def pytest_generate_tests(metafunc):
     if "model_uri" in metafunc.fixturenames:
         metafunc.parametrize("model_uri", given_uris(metafunc.config) or [DEFAULT_MODEL], indirect=True,
@@ -56,10 +66,3 @@ def model_uri(request):
     if request.param == DEFAULT_MODEL:
         return request.getfixturevalue("small_model_uri")
     return request.param
-
-
-
-@pytest.fixture
-def is_default_model(request) -> bool:
-    """Whether the test runs against the default smoke model rather than a URI someone asked for."""
-    return request.node.callspec.params.get("model_uri") == DEFAULT_MODEL

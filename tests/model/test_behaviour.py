@@ -66,9 +66,8 @@ def test_suite_scores_every_case(suite):
     ("invariance", "behaviour_invariance_pass_rate"),
     ("directional", "behaviour_directional_pass_rate"),
 ])
-def test_pass_rate_floor(suite, is_default_model, name, metric):
-    if is_default_model:
-        pytest.skip("floors apply to models given with --model-uri / PROMPTCLS_MODEL_URIS, not the 400-row smoke model")
+@pytest.mark.named_model_only  # the 400-row smoke model is not held to these floors (see conftest)
+def test_pass_rate_floor(suite, name, metric):
     table, metrics = suite
     floor = CASES["thresholds"][name]
     failed = table[(table["path"] == "model") & (table["passed"] == False)]  # noqa: E712
