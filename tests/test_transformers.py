@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
         proc = subprocess.run([sys.executable, "-c", code, f"runs:/{run.info.run_id}/model", *PROMPTS],
                               capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        out = pd.read_json(proc.stdout.strip().splitlines()[-1])
+        out = pd.read_json(io.StringIO(proc.stdout.strip().splitlines()[-1]))
     else:
         out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(pd.DataFrame({"text": PROMPTS}))
     assert list(out.columns) == CONTRACT_COLUMNS and len(out) == 2
@@ -90,8 +91,7 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
 
 @pytest.mark.slow
 def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
-    run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16,
-                    external="")
+    run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16)
     run = only_run("hf-minilm")
     assert run.data.tags["promptcls.model"] == "minilm"
     assert run.data.params["hf_model_type"] == "bert"
