@@ -97,7 +97,7 @@ def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
     assert run.data.params["hf_model_type"] == "bert"
     assert int(run.data.params["hf_num_parameters"]) > 20_000_000
     assert epoch_steps(MlflowClient(), run.info.run_id, "val_loss") == [1]
-    out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(PROMPTS[1])
+    out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(pd.DataFrame({"text": PROMPTS[1:]}))
     assert list(out.columns) == CONTRACT_COLUMNS and len(out) == 1
 
 
