@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+# run as a script, this file's folder comes first on sys.path and `benchmarks/transformers.py` would shadow the
+# `transformers` library: drop that entry
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def train_rate(model, batches, max_grad_norm: float = 1.0) -> tuple[float, float]:
