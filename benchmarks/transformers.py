@@ -62,7 +62,7 @@ def main() -> None:
     import mlflow
     import pandas as pd
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import RandomSampler
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -97,8 +97,12 @@ def main() -> None:
         else:
             sampler = RandomSampler(data)
             from transformers import default_data_collator as collate
-        loader = iter(DataLoader(data, batch_size=opts.batch_size, sampler=sampler, collate_fn=collate))
-        batches = [next(loader) for _ in range(n_batches)]
+        # batches evenly spaced over one epoch's order: the length-grouped sampler puts its longest batch first,
+        # so the first few batches alone would over-state the padded length
+        order = list(sampler)
+        chunks = [order[i:i + opts.batch_size] for i in range(0, len(order) - opts.batch_size + 1, opts.batch_size)]
+        picks = np.linspace(0, len(chunks) - 1, n_batches).astype(int)
+        batches = [collate([data[i] for i in chunks[j]]) for j in picks]
         rate, mean_len = train_rate(model, batches)
         rows.append({"measure": f"fine-tune {mode} padding", "value": f"{rate:.1f} samples/s",
                      "detail": f"mean padded length {mean_len:.0f}; epoch of {len(texts)} rows "
