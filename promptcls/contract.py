@@ -105,11 +105,12 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
 
 
 def pip_requirements(*distributions: str) -> list[str]:
-    """Explicit `dist==version` pins of the installed distributions (MLflow's inference pins torch's local build)."""
+    """Explicit `dist==version` pins of the installed distributions (MLflow's inference pins torch's local build;
+    here a local version label such as `+cpu` is dropped, so the pin installs from PyPI)."""
     pins = []
     for dist in dict.fromkeys((*BASE_REQUIREMENTS, *distributions)):
         try:
-            pins.append(f"{dist}=={version(dist)}")
+            pins.append(f"{dist}=={version(dist).split('+')[0]}")  # `2.13.0+cpu` -> `2.13.0`: PyPI has no local builds
         except PackageNotFoundError:
             raise RuntimeError(f"cannot pin requirement {dist!r}: it is not installed") from None
     return pins

@@ -9,6 +9,7 @@ import importlib
 
 FAMILIES = {
     "traditional": "promptcls.families.traditional:TraditionalFamily",
+    "transformers": "promptcls.families.transformers_family:TransformersFamily",
 }
 
 

