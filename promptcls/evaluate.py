@@ -32,20 +32,21 @@ def split_metrics(predict_fn: PredictFn, frame: pd.DataFrame) -> dict[str, float
     return security_metrics(frame["label"].to_numpy(), out["label"].to_numpy(), out[SCORE_COLUMNS].to_numpy())
 
 
-def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str,
-                         with_ci: bool = False) -> dict[str, float]:
+def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str, with_ci: bool = False,
+                         step: int = 0) -> dict[str, float]:
     """Score `frame` (text, label) and log it with `log_scored`."""
-    return log_scored(frame, predict(predict_fn, frame["text"].tolist()), prefix, with_ci)
+    return log_scored(frame, predict(predict_fn, frame["text"].tolist()), prefix, with_ci, step)
 
 
-def log_scored(frame: pd.DataFrame, out: pd.DataFrame, prefix: str, with_ci: bool = False) -> dict[str, float]:
+def log_scored(frame: pd.DataFrame, out: pd.DataFrame, prefix: str, with_ci: bool = False,
+               step: int = 0) -> dict[str, float]:
     """Log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report for contract predictions `out` of
     `frame`; `with_ci` adds 95% bootstrap intervals (`{prefix}_custom_score_ci_low`, ...)."""
     y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
     metrics = security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy())
     if with_ci:
         metrics.update(bootstrap_ci(y_true, y_pred))
-    mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()})
+    mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()}, step=step)
     cm = confusion(y_true, y_pred)
     mlflow.log_figure(confusion_figure(cm, f"{prefix}: confusion matrix (n={len(frame)})"),
                       f"evaluation/{prefix}_confusion_matrix.png")

@@ -76,3 +76,12 @@ def log_new_params(params: dict[str, object]) -> None:
 def child_run(run_name: str):
     """A nested run in the active run's experiment (a bare nested start_run would use the default experiment)."""
     return mlflow.start_run(experiment_id=mlflow.active_run().info.experiment_id, run_name=run_name, nested=True)
+
+
+def final_step() -> int:
+    """The active run's highest logged step (0 when it has no curves). Final evaluation metrics are logged at it:
+    MLflow reports a metric's value at its highest step, so a restored best model's `val_custom_score` must not sit
+    below the last epoch's curve point, or `select` would rank the last epoch instead."""
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    keys = client.get_run(run_id).data.metrics
+    return max((point.step for key in keys for point in client.get_metric_history(run_id, key)), default=0)

@@ -22,7 +22,7 @@ from promptcls.evaluate import log_external_evaluation, log_latency, log_split_e
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.policy import DecisionPolicy, fit_policy
-from promptcls.tracking import child_run, entry_run, log_new_params, provenance_tags
+from promptcls.tracking import child_run, entry_run, final_step, log_new_params, provenance_tags
 
 log = logging.getLogger(__name__)
 RANK_METRIC = "val_custom_score"
@@ -70,8 +70,9 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
     policy = fit_decision_policy(classifier, splits.val, args)
     predict_fn = PromptClassifierModel(classifier, policy).as_predict_fn()
+    step = final_step()  # after the family's per-epoch curves: the restored model's values are the run's values
     for prefix, frame in (("val", splits.val), ("test", splits.test)):
-        scores = log_split_evaluation(predict_fn, frame, prefix, with_ci=prefix == "test")
+        scores = log_split_evaluation(predict_fn, frame, prefix, with_ci=prefix == "test", step=step)
         metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
         if policy.kind != "none":  # the policy's effect: the same split under plain argmax
             argmax = split_metrics(PromptClassifierModel(classifier).as_predict_fn(), frame)
