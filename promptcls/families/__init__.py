@@ -9,6 +9,7 @@ import importlib
 
 FAMILIES = {
     "traditional": "promptcls.families.traditional:TraditionalFamily",
+    "deep_learning": "promptcls.families.deep_learning:DeepLearningFamily",
 }
 
 
