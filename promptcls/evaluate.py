@@ -26,12 +26,13 @@ def predict(predict_fn: PredictFn, texts: list[str], batch_size: int = 512) -> p
     return pd.concat(parts, ignore_index=True)
 
 
-def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str) -> dict[str, float]:
-    """Score `frame` (text, label) and log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report."""
+def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str, step: int = 0) -> dict[str, float]:
+    """Score `frame` (text, label) and log `{prefix}_*` metrics (at `step`), confusion matrix (PNG + JSON) and a
+    report."""
     out = predict(predict_fn, frame["text"].tolist())
     y_true, y_pred = frame["label"].to_numpy(), out["label"].to_numpy()
     metrics = security_metrics(y_true, y_pred, out[SCORE_COLUMNS].to_numpy())
-    mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()})
+    mlflow.log_metrics({f"{prefix}_{k}": v for k, v in metrics.items()}, step=step)
     cm = confusion(y_true, y_pred)
     mlflow.log_figure(confusion_figure(cm, f"{prefix}: confusion matrix (n={len(frame)})"),
                       f"evaluation/{prefix}_confusion_matrix.png")

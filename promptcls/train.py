@@ -56,8 +56,10 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
     metrics = {"train_seconds": time.perf_counter() - start}
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
     predict_fn = PromptClassifierModel(classifier).as_predict_fn()
+    step = getattr(classifier, "evaluation_step", 0)  # after any per-epoch points of the same metric names
     for prefix, frame in (("val", splits.val), ("test", splits.test)):
-        metrics.update({f"{prefix}_{k}": v for k, v in log_split_evaluation(predict_fn, frame, prefix).items()})
+        metrics.update({f"{prefix}_{k}": v
+                        for k, v in log_split_evaluation(predict_fn, frame, prefix, step).items()})
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
     info = log_model(classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()))

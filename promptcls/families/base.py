@@ -25,6 +25,9 @@ class Family(ABC):
         """Fit on `splits.train` (and `splits.val` for early stopping/tuning; never `splits.test`).
 
         Runs inside the active MLflow run: log family-specific params and curves (`step=epoch`) here.
+        A family whose curves reuse the final metrics' names (e.g. `val_custom_score` per epoch) sets
+        `evaluation_step` on the returned classifier (the number of epochs): the driver logs the final val/test
+        metrics at that step, so the run's latest value is the final model's, not the last epoch's.
         """
 
     @abstractmethod

@@ -132,8 +132,9 @@ def bucketed_batches(ids: np.ndarray, batch_size: int, bucket: int, rng: np.rand
 
 
 class EpochLogger:
-    """Keras callback (built lazily: keras is imported only here): validation metrics + one MLflow point per
-    epoch per curve, and one progress line per epoch. Must come before EarlyStopping / ReduceLROnPlateau."""
+    """Keras callback (built lazily: keras is imported only here): validation metrics, one MLflow point per epoch
+    per curve (plus `epoch_seconds`, the training pass) and one progress line per epoch. Must come before
+    EarlyStopping / ReduceLROnPlateau, which read the `val_*` values it adds to `logs`."""
 
     def __new__(cls, *args, **kwargs):
         import keras
@@ -149,6 +150,7 @@ class EpochLogger:
                 self.started = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
+                seconds = time.perf_counter() - self.started  # the training pass only
                 proba = np.empty((len(self.val_ids), 3), dtype=np.float32)
                 for index, width in self.batches:
                     proba[index] = keras.ops.convert_to_numpy(self.model(self.val_ids[index, :width], training=False))
@@ -160,10 +162,10 @@ class EpochLogger:
                 logs["val_custom_score"] = scores["custom_score"]
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
                 point = {name: float(logs[name]) for name in CURVES}
-                mlflow.log_metrics(point, step=epoch)
+                mlflow.log_metrics({**point, "epoch_seconds": seconds}, step=epoch)
                 for name, value in point.items():
                     self.history[name].append(value)
-                log.info("epoch %d/%d %.1fs: %s", epoch + 1, self.max_epochs, time.perf_counter() - self.started,
+                log.info("epoch %d/%d %.1fs: %s", epoch + 1, self.max_epochs, seconds,
                          " ".join(f"{k} {v:.4g}" for k, v in point.items()))
 
         return _EpochLogger(*args, **kwargs)
@@ -268,4 +270,6 @@ class DeepLearningFamily(Family):
         mlflow.log_text(summary.getvalue(), "model_summary.txt")
         log.info("%s: %d epochs, best epoch %d (%s %.4f)", model_name, len(scores), best_epoch + 1,
                  training["monitor"], scores[best_epoch])
-        return KerasTextClassifier(model)
+        classifier = KerasTextClassifier(model)
+        classifier.evaluation_step = len(scores)  # final val/test metrics: one point after the last epoch
+        return classifier
