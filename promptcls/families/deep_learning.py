@@ -216,8 +216,10 @@ class DeepLearningFamily(Family):
         vectorizer = keras.layers.TextVectorization(name="vectorizer", **vocab)
         vectorizer.adapt(tf.constant(train_texts.tolist()), batch_size=1024)  # training split only
 
-        def vectorize(texts):
-            return vectorizer(tf.constant(list(texts))).numpy()[:, :args.max_length]
+        truncate = Truncate(args.max_length, name="truncate")
+
+        def vectorize(texts):  # the same layers as in the saved model
+            return truncate(vectorizer(tf.constant(list(texts)))).numpy()
 
         train_ids, val_ids = vectorize(train_texts), vectorize(splits.val["text"])
         core = BUILDERS[model_name](vectorizer.vocabulary_size(), args.max_length, args.embedding_dim, **spec)
@@ -263,7 +265,7 @@ class DeepLearningFamily(Family):
         mlflow.log_figure(curves_figure(logger.history, best_epoch, f"{model_name}: training curves"),
                           "training_curves.png")
         text = keras.Input(shape=(), dtype="string", name="text")
-        model = keras.Model(text, core(Truncate(args.max_length, name="truncate")(vectorizer(text))),
+        model = keras.Model(text, core(truncate(vectorizer(text))),
                             name=f"promptcls_{model_name}")
         summary = io.StringIO()
         model.summary(print_fn=lambda line, **_: summary.write(line + "\n"), expand_nested=True)

@@ -18,14 +18,20 @@ N_CLASSES = 3
 
 @keras.saving.register_keras_serializable(package="promptcls")
 class Truncate(layers.Layer):
-    """Keep the first `max_length` token ids (TextVectorization pads to the longest prompt of the batch)."""
+    """Keep the first `max_length` token ids (TextVectorization pads to the longest prompt of the batch).
+
+    A prompt with no token at all (empty, or punctuation only) becomes one out-of-vocabulary token (id 1), so every
+    prompt has at least one real position and gets a proper probability vector.
+    """
 
     def __init__(self, max_length: int, **kwargs):
         super().__init__(**kwargs)
         self.max_length = max_length
 
     def call(self, ids):
-        return ids[:, : self.max_length]
+        ids = ops.pad(ids, [[0, 0], [0, 1]])[:, : self.max_length]  # width >= 1 even for a batch of empty prompts
+        first = ops.where(ops.any(ops.not_equal(ids, 0), axis=1, keepdims=True), ids[:, :1], ops.ones_like(ids[:, :1]))
+        return ops.concatenate([first, ids[:, 1:]], axis=1)
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length}
