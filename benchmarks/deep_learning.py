@@ -67,6 +67,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="promptcls-bench-dl-") as tmp:
         uri = args.tracking_uri or f"sqlite:///{tmp}/mlflow.db"
         mlflow.set_tracking_uri(uri)
+        if not args.tracking_uri:  # keep the throw-away store's artifacts in the temp folder too
+            MlflowClient().create_experiment(EXPERIMENT, artifact_location=Path(tmp, "artifacts").as_uri())
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
         rows = []
         for model in args.models.split(","):

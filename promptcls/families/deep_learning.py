@@ -173,6 +173,7 @@ class EpochLogger:
 
 def curves_figure(history: dict[str, list[float]], best_epoch: int, title: str):
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 3.4), dpi=110)
     panels = (("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")),
@@ -184,6 +185,7 @@ def curves_figure(history: dict[str, list[float]], best_epoch: int, title: str):
         ax.axvline(best_epoch, color="grey", linestyle=":", label="restored")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
