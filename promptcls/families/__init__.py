@@ -10,6 +10,7 @@ import importlib
 FAMILIES = {
     "traditional": "promptcls.families.traditional:TraditionalFamily",
     "transformers": "promptcls.families.transformers_family:TransformersFamily",
+    "deep_learning": "promptcls.families.deep_learning:DeepLearningFamily",
 }
 
 
