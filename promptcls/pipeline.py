@@ -8,7 +8,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, DEFAULT_EXTERNAL
-from promptcls.families.traditional import TraditionalArgs, TraditionalFamily
+from promptcls.families import FAMILIES, get_family
 from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError
 from promptcls.select import run as select
 from promptcls.tracking import entry_run, log_new_params
@@ -16,9 +16,17 @@ from promptcls.train import RANK_METRIC
 from promptcls.train import run as train
 
 
+MAIN_JOB = {  # what the main job trains of each family, besides the common arguments
+    "traditional": lambda a: {"model": "all", "cv_folds": a.cv_folds},
+    "deep_learning": lambda a: {"model": a.deep_learning_model},
+    "transformers": lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs},
+}
+
+
 @dataclass
 class MainArgs:
-    """Run the default experiment: every traditional model on the bundled corpus, then `select`."""
+    """Run the default experiment: every traditional model, one deep-learning model and a short MiniLM fine-tune on
+    the bundled corpus, then `select`."""
 
     data: str = field(default=str(DEFAULT_DATA), metadata={"help": "labelled file: .jsonl, .json or .csv"})
     external: str = field(default=str(DEFAULT_EXTERNAL), metadata={"help": "blind set (all class 2); '' to skip"})
@@ -27,6 +35,15 @@ class MainArgs:
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
     experiment: str = field(default=DEFAULT_EXPERIMENT, metadata={"help": "experiment when not under `mlflow run`"})
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
+    families: str = field(default="traditional,deep_learning,transformers",
+                          metadata={"help": "families to train, comma-separated"})
+    deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
+    transformer_epochs: int = field(default=1, metadata={"help": "epochs of the MiniLM fine-tune"})
+
+    def __post_init__(self):
+        unknown = set(self.families.split(",")) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"families: unknown {sorted(unknown)}; valid: {', '.join(FAMILIES)}")
 
 
 def run(args: MainArgs) -> None:
@@ -35,7 +52,11 @@ def run(args: MainArgs) -> None:
     with entry_run(args.experiment, run_name="main") as pipeline:
         mlflow.set_tag("promptcls.pipeline", "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds})
-        results = train(TraditionalFamily(), TraditionalArgs(model="all", cv_folds=args.cv_folds, **common))
+        results = []
+        for name in args.families.split(","):  # lazily: the TF and torch families import their stacks here
+            family = get_family(name)
+            family_args = family.args_class(**common, **MAIN_JOB[name](args))
+            results += train(family, family_args)
         experiment = MlflowClient().get_experiment(pipeline.info.experiment_id)
         selection = SelectArgs(experiment=experiment.name, gates=args.gates)
         try:

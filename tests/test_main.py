@@ -7,16 +7,18 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     gates = tmp_path / "gates.yaml"  # a small sample cannot meet production gates; these it can
     gates.write_text("metric: val_custom_score\nregistered_model: pc-main\ngates:\n"
                      "  - {metric: val_custom_score, min: 0.3}\n  - {metric: latency_p95_ms, max: 1000}\n")
-    proc = run_entry_point("main", "test-main", sample=600, cv_folds=2, gates=str(gates))
+    proc = run_entry_point("main", "test-main", sample=600, cv_folds=2, gates=str(gates),
+                           families="traditional,deep_learning")
     assert "MLflow UI: http://127.0.0.1:" in proc.stdout and "champion: models:/pc-main@champion" in proc.stdout
     client = MlflowClient()
     exp_id = client.get_experiment_by_name("test-main").experiment_id
     main = client.search_runs([exp_id], "tags.`promptcls.pipeline` = 'main'")[0]
     kids = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{main.info.run_id}'")
     by_kind = {r.data.tags.get("promptcls.family", r.data.tags.get("promptcls.kind")): r for r in kids}
-    assert set(by_kind) == {"traditional", "select"}
+    assert set(by_kind) == {"traditional", "deep_learning", "select"}
+    assert by_kind["deep_learning"].data.tags["promptcls.model"] == "cnn"
     family_children = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{by_kind['traditional'].info.run_id}'")
     assert len(family_children) == 5
     champion = client.get_model_version_by_alias("pc-main", "champion")
     assert champion.run_id == by_kind["select"].data.tags["promptcls.selected_run"]
-    assert champion.run_id in {r.info.run_id for r in family_children}
+    assert champion.run_id in {r.info.run_id for r in family_children} | {by_kind["deep_learning"].info.run_id}
