@@ -18,6 +18,7 @@ def local_server():
     with tempfile.TemporaryDirectory(prefix="promptcls-bench-") as root:
         srv = server.start(root)
         os.environ["MLFLOW_TRACKING_URI"] = srv.uri
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             yield srv
         finally:
