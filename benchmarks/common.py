@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: a throw-away local tracking server and latency/throughput timers."""
+"""Shared benchmark plumbing: a throw-away local tracking server and a throughput timer (latency:
+`promptcls.evaluate.latency_ms`, the one the runs log)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 
 from promptcls import server
 
@@ -23,18 +23,6 @@ def local_server():
             yield srv
         finally:
             server.stop(root)
-
-
-def single_latency_ms(predict, texts: list[str], repeats: int = 200) -> tuple[float, float]:
-    """p50/p95 milliseconds of `predict([text])` over `repeats` calls (after 5 warm-up calls)."""
-    for text in texts[:5]:
-        predict([text])
-    timings = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        predict([texts[i % len(texts)]])
-        timings.append((time.perf_counter() - start) * 1000)
-    return float(np.percentile(timings, 50)), float(np.percentile(timings, 95))
 
 
 def throughput(predict, texts: list[str]) -> float:

@@ -12,7 +12,8 @@ import logging
 import mlflow
 import pandas as pd
 
-from benchmarks.common import local_server, single_latency_ms, throughput
+from benchmarks.common import local_server, throughput
+from promptcls.evaluate import latency_ms
 from promptcls.families.traditional import TraditionalArgs, TraditionalFamily
 from promptcls.train import run
 
@@ -33,8 +34,8 @@ def main() -> None:
             bare = loaded.unwrap_python_model().classifier.pipeline.predict_proba
             pyfunc = lambda texts: loaded.predict(pd.DataFrame({"text": texts}))  # noqa: E731
             texts = pd.read_json("data/prompts.jsonl", lines=True)["text"].sample(2000, random_state=0).tolist()
-            p50, p95 = single_latency_ms(pyfunc, texts)
-            bare50, bare95 = single_latency_ms(bare, texts)
+            p50, p95 = latency_ms(lambda text: pyfunc([text]), texts, repeats=200)
+            bare50, bare95 = latency_ms(lambda text: bare([text]), texts, repeats=200)
             rows.append({"model": model, "train_s (grid search + refit)": result.metrics["train_seconds"],
                          "val_custom_score": result.metrics["val_custom_score"],
                          "test_custom_score": result.metrics["test_custom_score"],

@@ -69,6 +69,7 @@ def main() -> None:
     from promptcls.config import DEFAULT_DATA
     from promptcls.contract import log_model, pip_requirements
     from promptcls.data import load_dataset, split_dataset
+    from promptcls.evaluate import latency_ms
     from promptcls.families import hf_training as hf
     from promptcls.families.transformers_family import HFTextClassifier, TransformersFamily, resolve_model
 
@@ -121,14 +122,8 @@ def main() -> None:
                 uri = log_model(classifier, val, pip_requirements(*TransformersFamily().requirements())).model_uri
         model = mlflow.pyfunc.load_model(uri)
         bare = model.unwrap_python_model().classifier
+        p50, p95 = latency_ms(lambda text: model.predict(pd.DataFrame({"text": [text]})), val, opts.latency_repeats)
         frames = [pd.DataFrame({"text": [val[i % len(val)]]}) for i in range(opts.latency_repeats)]
-        for frame in frames[:5]:
-            model.predict(frame)
-        timings = []
-        for frame in frames:
-            start = time.perf_counter()
-            model.predict(frame)
-            timings.append((time.perf_counter() - start) * 1000)
         forward = []
         with torch.inference_mode():
             for frame in frames:
@@ -142,8 +137,8 @@ def main() -> None:
         model.predict(batch)
         batch_rate = len(batch) / (time.perf_counter() - start)
     rows += [
-        {"measure": "pyfunc single prompt", "value": f"p50 {np.percentile(timings, 50):.1f} ms",
-         "detail": f"p95 {np.percentile(timings, 95):.1f} ms over {len(timings)} val prompts ({uri})"},
+        {"measure": "pyfunc single prompt", "value": f"p50 {p50:.1f} ms",
+         "detail": f"p95 {p95:.1f} ms over {opts.latency_repeats} val prompts ({uri})"},
         {"measure": "bare encoder forward (1 thread)", "value": f"p50 {np.percentile(forward, 50):.1f} ms",
          "detail": f"p95 {np.percentile(forward, 95):.1f} ms, same prompts"},
         {"measure": "pyfunc batch of 512", "value": f"{batch_rate:.0f} samples/s",

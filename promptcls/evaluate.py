@@ -68,19 +68,22 @@ def log_external_evaluation(predict_fn: PredictFn, frame: pd.DataFrame) -> dict[
     return metrics
 
 
+def latency_ms(predict_one: Callable[[str], object], texts: list[str], repeats: int = 100) -> tuple[float, float]:
+    """p50/p95 milliseconds of `predict_one(text)` over `repeats` calls, after 5 untimed warm-up calls."""
+    for i in range(5):
+        predict_one(texts[i % len(texts)])
+    timings = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        predict_one(texts[i % len(texts)])
+        timings.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(timings, 50)), float(np.percentile(timings, 95))
+
+
 def log_latency(model_uri: str, texts: list[str], repeats: int = 100) -> dict[str, float]:
     """Single-prompt latency of the *logged* pyfunc, loaded back from `model_uri`, as p50/p95 in ms."""
     model = mlflow.pyfunc.load_model(model_uri)
-    frames = [pd.DataFrame({"text": [texts[i % len(texts)]]}) for i in range(repeats)]
-    for frame in frames[:5]:
-        model.predict(frame)
-    timings = []
-    for frame in frames:
-        start = time.perf_counter()
-        model.predict(frame)
-        timings.append((time.perf_counter() - start) * 1000)
-    metrics = {"latency_p50_ms": float(np.percentile(timings, 50)),
-               "latency_p95_ms": float(np.percentile(timings, 95))}
+    p50, p95 = latency_ms(lambda text: model.predict(pd.DataFrame({"text": [text]})), texts, repeats)
+    metrics = {"latency_p50_ms": p50, "latency_p95_ms": p95}
     mlflow.log_metrics(metrics)
     return metrics
-

@@ -12,6 +12,9 @@ import mlflow
 import pytest
 
 from promptcls import server
+from promptcls.config import DEFAULT_DATA
+from promptcls.data import load_dataset, stratified_sample
+from promptcls.families.traditional import SklearnTextClassifier, build_pipeline, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +70,12 @@ def run_entry_point(tracking_server):
         return proc
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def small_classifier():
+    """A real (small) TF-IDF + logistic regression on 400 corpus rows, for tests that need a model, not a training."""
+    frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, 400, seed=0)
+    config = load_config()
+    pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
+    return SklearnTextClassifier(pipeline.fit(frame["text"].tolist(), frame["label"].to_numpy()))

@@ -9,10 +9,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import DEFAULT_DATA
 from promptcls.contract import log_model, pip_requirements
-from promptcls.data import load_dataset, stratified_sample
-from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
+from promptcls.families.traditional import TraditionalFamily
 from promptcls.train import MODEL_URI_TAG
 
 SEED_COLUMNS = ["model", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "best_params", "status",
@@ -23,11 +21,8 @@ EXTRA_COLUMNS = ["val_custom_score", "train_seconds", "latency_p50_ms", "latency
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, 400, seed=0)
-    config = load_config()
-    pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
-    return SklearnTextClassifier(pipeline.fit(frame["text"].tolist(), frame["label"].to_numpy()))
+def classifier(small_classifier):
+    return small_classifier
 
 
 def metrics_for(score: float) -> dict[str, float]:

@@ -14,10 +14,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import DEFAULT_DATA
 from promptcls.contract import OUTPUT_COLUMNS, log_model, pip_requirements
-from promptcls.data import load_dataset, stratified_sample
-from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
+from promptcls.families.traditional import TraditionalFamily
 from promptcls.server import free_port
 from promptcls.train import MODEL_URI_TAG
 
@@ -26,12 +24,9 @@ GOOD = {"val_custom_score": 0.80, "val_recall_c2": 0.95, "val_false_alarm_rate":
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    """A real (small) TF-IDF + logistic regression model, logged under several runs with chosen metrics."""
-    frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, 400, seed=0)
-    config = load_config()
-    pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
-    return SklearnTextClassifier(pipeline.fit(frame["text"].tolist(), frame["label"].to_numpy()))
+def classifier(small_classifier):
+    """A real small model, logged under several runs with chosen metrics."""
+    return small_classifier
 
 
 @pytest.fixture
