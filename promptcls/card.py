@@ -31,11 +31,27 @@ def _size_mb(client: MlflowClient, run_id: str, path: str = "model") -> float:
     return total / 2**20
 
 
+LSO_METRICS = ("lso_mean_custom_score", "lso_min_recall_c2", "lso_mean_recall_c2", "lso_max_benign_flag_rate",
+               "lso_mean_benign_flag_rate")
+
+
+def latest_source_holdout(client: MlflowClient, run: Run):
+    """The newest finished leave-one-source-out run of the same family and model in the run's experiment."""
+    tags = run.data.tags
+    runs = client.search_runs(
+        [run.info.experiment_id],
+        f"tags.`promptcls.kind` = 'source_holdout' and tags.`promptcls.family` = '{tags.get('promptcls.family')}' "
+        f"and tags.`promptcls.model` = '{tags.get('promptcls.model')}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
 def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
     """Markdown card for `run` registered as `args.model_name` v`version`, gated by `args.gate_list`."""
     params, run_id = run.data.params, run.info.run_id
     confusion = _artifact_json(client, run_id, "evaluation/test_confusion_matrix.json")
     sources = (_artifact_json(client, run_id, "data/rows_by_source.json") or {}).get("train")
+    holdout = latest_source_holdout(client, run)
     template = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=False).from_string(
         TEMPLATE.read_text())
     return template.render(
@@ -47,4 +63,6 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
         n_parameters=params.get("n_parameters"), size_mb=_size_mb(client, run_id),
         data_path=params.get("data_path", "?"), data_digest=run.data.tags.get("promptcls.data_digest", "?"),
         params=params, sources=sources, metrics=run.data.metrics, report_metrics=REPORT_METRICS,
-        confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan)
+        confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan,
+        holdout=holdout, holdout_metrics={k: holdout.data.metrics.get(k, math.nan) for k in LSO_METRICS}
+        if holdout else {})

@@ -65,6 +65,7 @@ def test_promotes_best_passing_run_with_card_aliases_and_stage(make_run, run_ent
     card = version.description
     assert "# Model card: pc-promote v1" in card and "| custom_score | 0.8500 | 0.7900 |" in card
     assert "val_false_alarm_rate <= 0.02: passed (0.0100)" in card
+    assert "No leave-one-source-out run of traditional/best" in card
     assert "model_card.md" in {a.path for a in client.list_artifacts(best_passing)}
     # both URIs load in a fresh process
     code = (f"import mlflow; m = mlflow.pyfunc.load_model('models:/{name}/Production');"
@@ -224,3 +225,18 @@ def test_explain_cli_attributes_tokens_of_a_prompt(served_champion):
     assert {"Ignore", "instructions", "prompt"} <= set(tokens)          # the prompt's own words, attributed
     values = [float(line.split()[0]) for line in lines[1:]]
     assert values == sorted(values, reverse=True)
+
+
+def test_card_quotes_leave_one_source_out_beside_random_split(make_run, run_entry_point):
+    exp, name = "sel-lso", "pc-lso"
+    make_run(exp, "lso-model", val_custom_score=0.85)
+    client = MlflowClient()
+    with mlflow.start_run(experiment_id=client.get_experiment_by_name(exp).experiment_id, run_name="lso"):
+        mlflow.set_tags({"promptcls.kind": "source_holdout", "promptcls.family": "traditional",
+                         "promptcls.model": "lso-model"})
+        mlflow.log_metrics({"lso_mean_custom_score": 0.61, "lso_min_recall_c2": 0.22, "lso_mean_recall_c2": 0.55,
+                            "lso_max_benign_flag_rate": 0.31, "lso_mean_benign_flag_rate": 0.09})
+    run_entry_point("select", exp, experiment=exp, model_name=name)
+    card = client.get_model_version_by_alias(name, "champion").description
+    assert "| custom_score | 0.7900 | 0.6100 (mean over sources) |" in card
+    assert "0.5500 mean, 0.2200 worst source" in card and "0.0900 mean, 0.3100 worst source" in card
