@@ -24,7 +24,8 @@ class Family(ABC):
     def train(self, model_name: str, splits: Splits, args: TrainArgs) -> TextClassifier:
         """Fit on `splits.train` (and `splits.val` for early stopping/tuning; never `splits.test`).
 
-        Runs inside the active MLflow run: log family-specific params and curves (`step=epoch`) here.
+        Runs inside the active MLflow run: log family-specific params and curves here, at `step` = epoch number
+        (1-based). The driver then logs the returned model's final metrics at the run's last step.
         """
 
     @abstractmethod
