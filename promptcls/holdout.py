@@ -17,7 +17,7 @@ import pandas as pd
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, converters
 from promptcls.data import Splits, hold_out, load_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
-from promptcls.tracking import child_run, entry_run, log_new_params
+from promptcls.tracking import HOLDOUT_TAG, child_run, entry_run, log_new_params
 from promptcls.train import log_dataset, train_one
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def run(args: SourceHoldoutArgs) -> pd.DataFrame:
             log.info("[%d/%d] holding out %s (%d rows); training on %d", i, len(sources), source, len(held),
                      len(train))
             with child_run(run_name=f"holdout-{source}"):
-                mlflow.set_tag("promptcls.held_out_source", source)
+                mlflow.set_tag(HOLDOUT_TAG, source)
                 log_new_params(args.train_args.to_params() | {"held_out_source": source})
                 log_dataset(dataset, splits)
                 results[source] = train_one(args.family_impl, args.model, splits, None, args.train_args)

@@ -29,8 +29,8 @@ from mlflow.tracking import MlflowClient
 
 from promptcls import LABELS
 from promptcls.config import DEFAULT_EXPERIMENT, UsageError
-from promptcls.tracking import entry_run, log_new_params
-from promptcls.train import MODEL_URI_TAG, RANK_METRIC
+from promptcls.tracking import MODEL_URI_TAG, entry_run, log_new_params, model_runs
+from promptcls.train import RANK_METRIC
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
@@ -57,10 +57,6 @@ class ReportArgs:
 
     def __post_init__(self):
         self.experiment = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-
-
-def model_runs(client: MlflowClient, experiment_id: str) -> list[Run]:
-    return client.search_runs([experiment_id], f"tags.`{MODEL_URI_TAG}` != ''", max_results=5000)
 
 
 def results_table(runs: list[Run]) -> pd.DataFrame:

@@ -22,8 +22,7 @@ from mlflow.tracking import MlflowClient
 from promptcls import server
 from promptcls.card import render_card
 from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
-from promptcls.tracking import code_version, entry_run, log_new_params
-from promptcls.train import MODEL_URI_TAG
+from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
 log = logging.getLogger(__name__)
 DEFAULT_GATES = PROJECT_ROOT / "registry" / "gates.yaml"
@@ -113,8 +112,7 @@ class Candidate:
 
 def find_candidates(client: MlflowClient, experiment_id: str, args: SelectArgs) -> list[Candidate]:
     """FINISHED runs with a logged model, best first by the ranking metric, each with its gate failures."""
-    runs = client.search_runs([experiment_id], f"attributes.status = 'FINISHED' and tags.`{MODEL_URI_TAG}` LIKE 'models:/%'",
-                              order_by=[f"metrics.`{args.metric}` DESC"], max_results=5000)
+    runs = model_runs(client, experiment_id, "attributes.status = 'FINISHED'", [f"metrics.`{args.metric}` DESC"])
     ranked = [r for r in runs if args.metric in r.data.metrics]
     return [Candidate(r, [f for g in args.gate_list if (f := g.failure(r.data.metrics))]) for r in ranked]
 

@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 import promptcls
 from promptcls.config import PROJECT_ROOT
 
+MODEL_URI_TAG = "promptcls.model_uri"  # set on every run that logged a contract model
+HOLDOUT_TAG = "promptcls.held_out_source"  # leave-one-source-out diagnostics: never candidates nor report rows
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on "Training runs"
 
@@ -85,3 +87,10 @@ def final_step() -> int:
     client, run_id = MlflowClient(), mlflow.active_run().info.run_id
     keys = client.get_run(run_id).data.metrics
     return max((point.step for key in keys for point in client.get_metric_history(run_id, key)), default=0)
+
+
+def model_runs(client: MlflowClient, experiment_id: str, where: str = "", order_by: list[str] | None = None):
+    """Runs of the experiment that logged a contract model, minus leave-one-source-out diagnostics."""
+    query = " and ".join(filter(None, [f"tags.`{MODEL_URI_TAG}` LIKE 'models:/%'", where]))
+    runs = client.search_runs([experiment_id], query, order_by=order_by, max_results=5000)
+    return [r for r in runs if HOLDOUT_TAG not in r.data.tags]

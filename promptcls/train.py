@@ -22,11 +22,10 @@ from promptcls.evaluate import log_external_evaluation, log_latency, log_split_e
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.policy import DecisionPolicy, fit_policy
-from promptcls.tracking import child_run, entry_run, final_step, log_new_params, provenance_tags
+from promptcls.tracking import MODEL_URI_TAG, child_run, entry_run, final_step, log_new_params, provenance_tags
 
 log = logging.getLogger(__name__)
 RANK_METRIC = "val_custom_score"
-MODEL_URI_TAG = "promptcls.model_uri"
 POLICY_EFFECT_METRICS = ("custom_score", "benign_flag_rate", "recall_c2", "false_alarm_rate", "malicious_miss_rate")
 
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from promptcls.contract import log_model, pip_requirements
 from promptcls.families.traditional import TraditionalFamily
-from promptcls.train import MODEL_URI_TAG
+from promptcls.tracking import MODEL_URI_TAG
 
 SEED_COLUMNS = ["model", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "best_params", "status",
                 "f1_external", "precision_c1", "recall_c2", "f1_c0", "custom_score", "false_alarm_rate",

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from promptcls.contract import OUTPUT_COLUMNS, log_model, pip_requirements
 from promptcls.families.traditional import TraditionalFamily
 from promptcls.server import free_port
-from promptcls.train import MODEL_URI_TAG
+from promptcls.tracking import MODEL_URI_TAG
 
 GOOD = {"val_custom_score": 0.80, "val_recall_c2": 0.95, "val_false_alarm_rate": 0.01,
         "val_missed_threat_rate": 0.01, "latency_p95_ms": 5.0, "test_custom_score": 0.79}

@@ -35,3 +35,6 @@ def test_three_sources_give_three_child_runs_and_a_summary(run_entry_point, tmp_
     assert pd.isna(harmful["benign_flag_rate"]) and 0 <= harmful["malicious_detection_rate"] <= 1
     assert parent.data.metrics["lso_min_recall_c2"] == table["malicious_detection_rate"].min()
     assert parent.data.metrics["lso_max_benign_flag_rate"] == table["benign_flag_rate"].max()
+    # the per-source models are diagnostics: never selection candidates
+    from promptcls.tracking import model_runs
+    assert not {c.info.run_id for c in children} & {r.info.run_id for r in model_runs(client, exp_id)}
