@@ -15,12 +15,22 @@ import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
+
+import yaml
 
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"
 DEFAULT_EXTERNAL = PROJECT_ROOT / "data" / "external.jsonl"
+
+
+@cache
+def family_config(name: str) -> dict:
+    """A family's configuration, `promptcls/conf/<name>.yaml` (read once per process)."""
+    return yaml.safe_load(files("promptcls.conf").joinpath(f"{name}.yaml").read_text())
 
 
 class UsageError(ValueError):

@@ -17,16 +17,14 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
+from functools import partial
 from pathlib import Path
 
 import mlflow
 import numpy as np
-import yaml
 from sklearn.utils.class_weight import compute_class_weight
 
-from promptcls.config import TrainArgs
+from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
 from promptcls.metrics import security_metrics
@@ -36,9 +34,7 @@ LOSSES = ("crossentropy", "focal")
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "val_custom_score", "learning_rate")
 
 
-@cache
-def load_config() -> dict:
-    return yaml.safe_load(files("promptcls.conf").joinpath("deep_learning.yaml").read_text())
+load_config = partial(family_config, "deep_learning")  # promptcls/conf/deep_learning.yaml
 
 
 def parse_class_weights(value: str) -> list[float] | str:

@@ -10,21 +10,19 @@ import json
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
+from functools import partial
 from pathlib import Path
 
 import joblib
 import mlflow
 import numpy as np
-import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.class_weight import compute_sample_weight
 
-from promptcls.config import TrainArgs
+from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
 from promptcls.metrics import custom_score
@@ -32,9 +30,7 @@ from promptcls.metrics import custom_score
 log = logging.getLogger(__name__)
 
 
-@cache
-def load_config() -> dict:
-    return yaml.safe_load(files("promptcls.conf").joinpath("traditional.yaml").read_text())
+load_config = partial(family_config, "traditional")  # promptcls/conf/traditional.yaml
 
 
 @dataclass

@@ -17,17 +17,15 @@ import socket
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
+from functools import cache, partial
 from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
-import yaml
 
 from promptcls import LABELS
-from promptcls.config import TrainArgs
+from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
 
@@ -35,9 +33,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
-@cache
-def load_config() -> dict:
-    return yaml.safe_load(files("promptcls.conf").joinpath("transformers.yaml").read_text())
+load_config = partial(family_config, "transformers")  # promptcls/conf/transformers.yaml
 
 
 def _default(name: str):
