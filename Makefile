@@ -9,15 +9,21 @@ export PATH := $(BIN):$(PATH)
 export MLFLOW_EXPERIMENT_NAME ?= prompt-classification
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup run test server-start server-stop benchmark clean
+.PHONY: setup system-deps run test server-start server-stop benchmark clean
 setup: $(VENV)/.installed
+
+# PostgreSQL (team tracking server tests) and Java (Spark) from Debian, only when missing.
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v java >/dev/null || { \
+	  echo "installing postgresql and a Java runtime (Debian packages)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql default-jre-headless; }
 
 # torch first, pinned: it is the CPU build from this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[deep,transformers,explain,dev]"
+	$(BIN)/python -m pip install -q -e ".[deep,transformers,explain,scale,dev]"
 	$(BIN)/python -m pip check
 	touch $@
 
@@ -31,7 +37,7 @@ server-stop:
 run: server-start  ## the main job: default experiment on the bundled corpus, logged to the local server
 	source $(SERVER_ROOT).env && mlflow run . --env-manager local
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest
 
 benchmark: setup
