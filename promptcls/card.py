@@ -66,3 +66,17 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
         confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan,
         holdout=holdout, holdout_metrics={k: holdout.data.metrics.get(k, math.nan) for k in LSO_METRICS}
         if holdout else {})
+
+
+DESCRIPTION_LIMIT = 5000  # model-version description column: VARCHAR(5000), enforced by PostgreSQL and MySQL
+
+
+def registry_description(card: str, run_id: str) -> str:
+    """The card as a model-version description: whole when it fits the registry's column, else cut at the last
+    section that fits, with a pointer to the full `model_card.md` artifact."""
+    if len(card) <= DESCRIPTION_LIMIT:
+        return card
+    note = f"\n\n*(Card shortened to fit the registry; the full card is `model_card.md` in run `{run_id}`.)*"
+    head = card[:DESCRIPTION_LIMIT - len(note)]
+    cut = head.rfind("\n## ")
+    return (head[:cut] if cut > 0 else head).rstrip() + note

@@ -12,7 +12,9 @@ DEFAULT_ROOT = ".mlflow-local"
 
 def _server(args: argparse.Namespace) -> int:
     if args.action == "start":
-        srv = server.start(args.root, args.port or None)
+        srv = server.start(args.root, args.port or None, host=args.host, backend_store_uri=args.backend_store_uri,
+                           artifacts_destination=args.artifacts_destination, auth=args.auth,
+                           auth_database_uri=args.auth_database_uri, workers=args.workers)
         print(f"mlflow server running: {srv.uri} (pid {srv.pid}, data in {srv.root})", file=sys.stderr)
         print(server.env_exports(srv), end="")  # eval "$(promptcls server start)" points this shell at it
         return 0
@@ -31,7 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     srv = commands.add_parser("server", help="start/stop/status of the local MLflow tracking server")
     srv.add_argument("action", choices=["start", "stop", "status"])
     srv.add_argument("--root", default=DEFAULT_ROOT, help=f"folder for mlflow.db and artifacts ({DEFAULT_ROOT})")
-    srv.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (0 = any free port)")
+    srv.add_argument("--port", type=int, default=5000, help="port (0 = any free port)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for a team server)")
+    srv.add_argument("--backend-store-uri", help="runs/registry database (default: SQLite under --root); "
+                     "a team server: postgresql://USER:PW@HOST:5432/mlflow")
+    srv.add_argument("--artifacts-destination", help="where artifacts go (default: --root/artifacts); "
+                     "e.g. s3://bucket/mlflow with MLFLOW_S3_ENDPOINT_URL for MinIO")
+    srv.add_argument("--auth", action="store_true", help="basic auth (MLflow's basic-auth app); the first start "
+                     "needs MLFLOW_AUTH_ADMIN_PASSWORD (12+ characters)")
+    srv.add_argument("--auth-database-uri", help="user database for --auth (default: SQLite under --root)")
+    srv.add_argument("--workers", type=int, default=1, help="server worker processes")
     srv.set_defaults(handler=_server)
     pred = commands.add_parser("predict", help="score a prompt, stdin lines, or a .jsonl/.csv file")
     pred.add_argument("text", nargs="?", help="the prompt (omit to read one prompt per line from stdin)")

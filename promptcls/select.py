@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from promptcls import server
-from promptcls.card import render_card
+from promptcls.card import registry_description, render_card
 from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
@@ -160,15 +160,20 @@ def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
                                                 "test_custom_score", "latency_p95_ms") if k in metrics}}
     version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=tags)
     card = render_card(client, winner, args, version.version)
-    client.update_model_version(args.model_name, version.version, description=card)
+    client.update_model_version(args.model_name, version.version,
+                                description=registry_description(card, winner.info.run_id))
     client.log_text(winner.info.run_id, card, "model_card.md")
-    if champion is not None:
-        client.set_registered_model_alias(args.model_name, PREVIOUS, champion.version)
-    client.set_registered_model_alias(args.model_name, CHAMPION, version.version)
     with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still resolve; the alias is primary
         warnings.simplefilter("ignore", FutureWarning)
-        client.transition_model_version_stage(args.model_name, version.version, "Production",
-                                              archive_existing_versions=True)
+        # archive the old Production versions one by one: `archive_existing_versions=True` fails on PostgreSQL
+        # with psycopg 3 (MLflow 3.17 compares the integer version column with a VARCHAR parameter)
+        client.transition_model_version_stage(args.model_name, version.version, "Production")
+        for old in client.search_model_versions(f"name = '{args.model_name}'"):
+            if old.current_stage == "Production" and old.version != version.version:
+                client.transition_model_version_stage(args.model_name, old.version, "Archived")
+    if champion is not None:  # the aliases move last: the champion pointer changes only when all else is done
+        client.set_registered_model_alias(args.model_name, PREVIOUS, champion.version)
+    client.set_registered_model_alias(args.model_name, CHAMPION, version.version)
     return version, card
 
 

@@ -1,9 +1,12 @@
-"""The embedded tracking server: a real `mlflow server` on 127.0.0.1 with a SQLite backend and a local artifact
-folder, started in the background and stopped by its PID. Used by `promptcls server` and by the tests."""
+"""The tracking server: a real `mlflow server` started in the background and stopped by its PID. The embedded
+default is SQLite plus a local artifact folder on 127.0.0.1; a team server takes a PostgreSQL backend, S3-compatible
+artifacts and basic auth. Used by `promptcls server` and by the tests."""
 
 from __future__ import annotations
 
+import configparser
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,10 +25,12 @@ class LocalServer:
     root: Path
     port: int
     pid: int
+    host: str = "127.0.0.1"
 
     @property
     def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # listening everywhere: use loopback
+        return f"http://{host}:{self.port}"
 
 
 def free_port() -> int:
@@ -49,38 +54,82 @@ def _pidfile(root: Path) -> Path:
 def running(root: Path) -> LocalServer | None:
     """The server recorded under `root`, if its process is alive and healthy."""
     try:
-        pid, port = map(int, _pidfile(root).read_text().split())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        pid, port, *host = _pidfile(root).read_text().split()
+        server = LocalServer(root, int(port), int(pid), *host)
+        os.kill(server.pid, 0)
+    except (OSError, ValueError, TypeError):
         return None
-    server = LocalServer(root, port, pid)
     return server if healthy(server.uri) else None
 
 
-def start(root: str | Path, port: int | None = None, timeout: float = 90.0) -> LocalServer:
-    """Start (or reuse) the server whose database and artifacts live under `root`; waits for /health."""
+def start(root: str | Path, port: int | None = None, timeout: float = 90.0, *, host: str = "127.0.0.1",
+          backend_store_uri: str | None = None, artifacts_destination: str | None = None,
+          auth_database_uri: str | None = None, auth: bool = False, workers: int = 1,
+          env: dict[str, str] | None = None) -> LocalServer:
+    """Start (or reuse) the server recorded under `root`; waits for /health.
+
+    By default its database (`mlflow.db`, SQLite) and artifacts live under `root`. A team server passes a
+    PostgreSQL `backend_store_uri` and an `s3://` `artifacts_destination` (the server proxies artifacts, so only
+    it needs the S3 credentials and MLFLOW_S3_ENDPOINT_URL). `auth=True` runs MLflow's basic-auth app, its user
+    database at `auth_database_uri` (default SQLite under `root`); the first start needs
+    MLFLOW_AUTH_ADMIN_PASSWORD (12+ characters) in the environment.
+    """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     if existing := running(root):
         return existing
     port = port or free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "server",
+           "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",
+           "--artifacts-destination", artifacts_destination or str(root / "artifacts"),
+           "--host", host, "--port", str(port), "--workers", str(workers)]
+    if auth:
+        cmd += ["--app-name", "basic-auth"]
+        env.update(auth_settings(root, auth_database_uri or f"sqlite:///{root / 'basic_auth.db'}", env))
     with (root / "server.log").open("ab") as logfile:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"],
-            stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    server = LocalServer(root, port, proc.pid)
-    _pidfile(root).write_text(f"{proc.pid} {port}\n")
-    deadline = time.monotonic() + timeout
-    while not healthy(server.uri):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(root)
-            tail = (root / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"mlflow server did not become healthy on port {port}; log tail:\n{tail}")
-        time.sleep(0.5)
+        proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    server = LocalServer(root, port, proc.pid, host)
+    _pidfile(root).write_text(f"{proc.pid} {port} {host}\n")
+    try:
+        wait_until(lambda: healthy(server.uri), proc, timeout, f"mlflow server on port {port}", root / "server.log")
+    except RuntimeError:
+        stop(root)
+        raise
     return server
+
+
+def wait_until(ready, proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
+    """Poll `ready()` until true; a process that exits or a timeout raises with the tail of its log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{what} did not become ready; log tail ({log}):\n{tail}")
+        time.sleep(0.5)
+
+
+def auth_settings(root: Path, database_uri: str, env: dict[str, str]) -> dict[str, str]:
+    """Environment for MLflow's basic-auth app: a copy of its shipped basic_auth.ini with the user database at
+    `database_uri` (the shipped file points at a relative sqlite path), and a Flask secret key that survives
+    restarts (taken from MLFLOW_FLASK_SERVER_SECRET_KEY, else generated once into `root`)."""
+    from mlflow.server import auth as mlflow_auth
+
+    config = configparser.ConfigParser()
+    config.read(Path(mlflow_auth.__file__).with_name("basic_auth.ini"))
+    config["mlflow"]["database_uri"] = database_uri
+    ini = root / "basic_auth.ini"
+    with ini.open("w") as handle:
+        config.write(handle)
+    secret = env.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+    if not secret:
+        key_file = root / "flask_secret_key"
+        if not key_file.exists():
+            key_file.touch(mode=0o600)
+            key_file.write_text(secrets.token_hex(32))
+        secret = key_file.read_text().strip()
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret}
 
 
 def stop(root: str | Path, timeout: float = 20.0) -> bool:
