@@ -46,8 +46,8 @@ def tracking_server(tmp_path_factory):
     assert server.stop(root), "the tracking server was not running at the end of the session"
 
 
-def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], timeout: int = 900):
-    """`mlflow run . -e ENTRY --env-manager local` against the test server; returns the CompletedProcess."""
+def mlflow_run_command(entry_point: str, experiment: str, params: dict[str, object]) -> tuple[list[str], dict]:
+    """The command line and environment of `mlflow run . -e ENTRY --env-manager local` against the test server."""
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry_point, "--env-manager", "local",
            "--experiment-name", experiment]
     for key, value in params.items():
@@ -55,6 +55,12 @@ def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], tim
     # the entry point's `python` must be this interpreter, whatever PATH the tests were started with
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return cmd, env
+
+
+def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], timeout: int = 900):
+    """`mlflow run . -e ENTRY --env-manager local` against the test server; returns the CompletedProcess."""
+    cmd, env = mlflow_run_command(entry_point, experiment, params)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
