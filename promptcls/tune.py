@@ -75,9 +75,10 @@ class TuneArgs:
             raise ValueError("model: tune one model at a time, not all")
         self.family_impl = get_family(self.family)
         extra = assignments(self.family_impl.args_class, self.family_args, "family_args")
-        # trials score validation only: no external set; explanations belong to the final training
+        # trials score validation only: no external set, no explanations (those belong to the final training)
         self.train_args = self.family_impl.args_class(model=self.model, data=self.data, external="", seed=self.seed,
-                                                      sample=self.sample, experiment=self.experiment, **extra)
+                                                      sample=self.sample, experiment=self.experiment,
+                                                      **{"explain_samples": 0, **extra})
         self.space = search_space(self.family, self.model)
         for name, (kind, spec) in self.space.items():  # names and values the family accepts, before any trial
             try:
@@ -126,7 +127,7 @@ def suggest(trial: optuna.Trial, space: dict[str, tuple[str, dict]]) -> dict[str
 
 
 def redact(storage: str) -> str:
-    return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True) if storage else "in-memory"
+    return sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True) if storage else "memory"
 
 
 def check_storage(storage: str) -> None:
@@ -217,7 +218,7 @@ def retrain_command(args: TuneArgs, params: dict[str, object]) -> str:
     """`mlflow run` of the family's entry point that trains `params` (and the fixed arguments) on all splits."""
     best = dataclasses.asdict(args.family_impl.tuned_args(args.train_args, params))
     default = defaults(args.family_impl.args_class)
-    given = {k: v for k, v in best.items() if k not in ("external", "experiment") and v != default.get(k)
+    given = {k: v for k, v in best.items() if k not in ("external", "experiment", "explain_samples") and v != default.get(k)
              and not (k == "data" and Path(v).resolve() == Path(default["data"]).resolve())}
     options = " ".join(f"-P {k}={shlex.quote(str(v))}" for k, v in {"model": args.model, **given}.items())
     return f"mlflow run . -e {args.family} {options} --env-manager local"
@@ -269,5 +270,5 @@ def run(args: TuneArgs) -> optuna.Study:
     if summary:
         print(f"study {args.study_name}: {summary['n_trials_complete']} complete trials; best {RANK_METRIC} "
               f"{summary['best_value']:.4f} (trial {summary['best_trial']}) with {summary['best_params']}")
-        print(f"train it on all splits: {summary['retrain']}")
+        print(f"train it with the family entry point (test scored once there): {summary['retrain']}")
     return study
