@@ -100,16 +100,35 @@ def converters(cls: type) -> dict[str, Callable[[str], object]]:
     return {f.name: {bool: _bool, int: _int, float: float}.get(hints[f.name], str) for f in dataclasses.fields(cls)}
 
 
+def defaults(cls: type) -> dict[str, object]:
+    """Per field of dataclass `cls` that has a default: that default."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+
+def assignments(cls: type, text: str, name: str) -> dict[str, object]:
+    """Typed fields of dataclass `cls` from 'field=value,field=value' (the `family_args` params); `name` is the
+    parameter named in the error for an unknown field."""
+    extra = dict(item.split("=", 1) for item in filter(None, text.split(",")))
+    types = converters(cls)
+    unknown = set(extra) - set(types)
+    if unknown:
+        raise UsageError(f"{name}: unknown field(s) {sorted(unknown)}; valid: {sorted(types)}")
+    return {k: types[k](v) for k, v in extra.items()}
+
+
 def parse_args(cls: type, argv: list[str] | None = None):
     """Build an argparse parser from dataclass `cls`; invalid values exit with a message naming the field."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
     types = converters(cls)
+    default = defaults(cls)
     for f in dataclasses.fields(cls):
         kwargs: dict = {"help": f.metadata.get("help", ""), "type": types[f.name]}
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if f.name not in default:
             kwargs["required"] = True
         else:
-            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kwargs["default"] = default[f.name]
             kwargs["help"] += f" (default: {kwargs['default']})"
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **kwargs)
     namespace = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import mlflow
 import pandas as pd
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, converters
+from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, assignments
 from promptcls.data import Splits, hold_out, load_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
 from promptcls.tracking import HOLDOUT_TAG, child_run, entry_run, log_new_params
@@ -38,12 +38,7 @@ class SourceHoldoutArgs:
 
     def __post_init__(self):
         self.family_impl = get_family(self.family)
-        extra = dict(item.split("=", 1) for item in filter(None, self.family_args.split(",")))
-        types = converters(self.family_impl.args_class)
-        unknown = set(extra) - set(types)
-        if unknown:
-            raise UsageError(f"family_args: unknown field(s) {sorted(unknown)}; valid: {sorted(types)}")
-        extra = {k: types[k](v) for k, v in extra.items()}
+        extra = assignments(self.family_impl.args_class, self.family_args, "family_args")
         self.train_args = self.family_impl.args_class(model=self.model, data=self.data, external="",
                                                       seed=self.seed, experiment=self.experiment, **extra)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
-from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, log_model, pip_requirements
+from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, TextClassifier, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.explain import log_explanations
@@ -58,30 +58,49 @@ def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> Decis
     return policy
 
 
-def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
-              args: TrainArgs) -> dict[str, float]:
-    """Train, evaluate and log one model into the active run; returns its metrics."""
+class FittedModel:
+    """A trained model with the decision policy it serves; `metrics` collects what has been scored so far."""
+
+    def __init__(self, classifier: TextClassifier, policy: DecisionPolicy, metrics: dict[str, float]):
+        self.classifier, self.policy, self.metrics = classifier, policy, metrics
+        self.predict_fn = PromptClassifierModel(classifier, policy).as_predict_fn()
+        self.step = final_step()  # after the family's per-epoch curves: the restored model's values are the run's
+
+    def score(self, frame: pd.DataFrame, prefix: str) -> None:
+        """Log `{prefix}_*` metrics on one split (under a policy, also its argmax effect) and keep them."""
+        scores = log_split_evaluation(self.predict_fn, frame, prefix, with_ci=prefix == "test", step=self.step)
+        self.metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
+        if self.policy.kind != "none":  # the policy's effect: the same split under plain argmax
+            argmax = split_metrics(PromptClassifierModel(self.classifier).as_predict_fn(), frame)
+            mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
+
+
+def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainArgs) -> FittedModel:
+    """Train one model into the active run and score the validation split only: all a tuning trial does."""
     mlflow.set_tags({"promptcls.family": family.name, "promptcls.model": model_name, **provenance_tags()})
     log.info("training %s/%s on %d rows", family.name, model_name, len(splits.train))
     start = time.perf_counter()
     classifier = family.train(model_name, splits, args)
     metrics = {"train_seconds": time.perf_counter() - start}
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
-    policy = fit_decision_policy(classifier, splits.val, args)
-    predict_fn = PromptClassifierModel(classifier, policy).as_predict_fn()
-    step = final_step()  # after the family's per-epoch curves: the restored model's values are the run's values
-    for prefix, frame in (("val", splits.val), ("test", splits.test)):
-        scores = log_split_evaluation(predict_fn, frame, prefix, with_ci=prefix == "test", step=step)
-        metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
-        if policy.kind != "none":  # the policy's effect: the same split under plain argmax
-            argmax = split_metrics(PromptClassifierModel(classifier).as_predict_fn(), frame)
-            mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
+    fitted = FittedModel(classifier, fit_decision_policy(classifier, splits.val, args), metrics)
+    fitted.score(splits.val, "val")
+    return fitted
+
+
+def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
+              args: TrainArgs) -> dict[str, float]:
+    """Train, evaluate and log one model into the active run; returns its metrics."""
+    fitted = fit_validated(family, model_name, splits, args)
+    fitted.score(splits.test, "test")
+    metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
     if args.explain_samples:
         log_explanations(lambda texts: predict_fn(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(),
                          splits.val["text"].tolist(), args.explain_samples, args.seed)
-    info = log_model(classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()), policy)
+    info = log_model(fitted.classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()),
+                     policy)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
     metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
     log.info("%s/%s: val custom_score %.4f, test custom_score %.4f, p50 %.1f ms — model %s", family.name,

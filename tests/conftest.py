@@ -46,10 +46,10 @@ def tracking_server(tmp_path_factory):
     assert server.stop(root), "the tracking server was not running at the end of the session"
 
 
-def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], timeout: int = 900,
-               env: dict[str, str] | None = None):
-    """`mlflow run . -e ENTRY --env-manager local` against the test server (or the MLFLOW_TRACKING_URI in `env`);
-    returns the CompletedProcess."""
+def mlflow_run_command(entry_point: str, experiment: str, params: dict[str, object],
+                       env: dict[str, str] | None = None) -> tuple[list[str], dict]:
+    """The command line and environment of `mlflow run . -e ENTRY --env-manager local` against the test server
+    (or the MLFLOW_TRACKING_URI in `env`)."""
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry_point, "--env-manager", "local",
            "--experiment-name", experiment]
     for key, value in params.items():
@@ -57,6 +57,13 @@ def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], tim
     # the entry point's `python` must be this interpreter, whatever PATH the tests were started with
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return cmd, env
+
+
+def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], timeout: int = 900,
+               env: dict[str, str] | None = None):
+    """`mlflow run . -e ENTRY --env-manager local`; returns the CompletedProcess."""
+    cmd, env = mlflow_run_command(entry_point, experiment, params, env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 

@@ -3,9 +3,10 @@ data, splits, runs, evaluation, model logging and latency."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 
-from promptcls.config import TrainArgs
+from promptcls.config import TrainArgs, UsageError
 from promptcls.contract import TextClassifier
 from promptcls.data import Splits
 
@@ -31,3 +32,15 @@ class Family(ABC):
     @abstractmethod
     def requirements(self) -> list[str]:
         """Distributions the logged model needs beyond the base set (pinned at log time)."""
+
+    def tuned_args(self, args: TrainArgs, params: dict[str, object]) -> TrainArgs:
+        """`args` with hyper-parameters fixed to `params`: the one configuration a tuning trial trains.
+
+        By default the tuned names are fields of `args_class` (learning_rate, batch_size, ...); a family whose
+        knobs live elsewhere (the traditional estimators' params) overrides this. Invalid values raise ValueError.
+        """
+        unknown = set(params) - {f.name for f in dataclasses.fields(args)}
+        if unknown:
+            raise UsageError(f"{sorted(unknown)} are not {self.name} arguments; valid: "
+                             f"{', '.join(f.name for f in dataclasses.fields(args))}")
+        return dataclasses.replace(args, **params)

@@ -5,6 +5,7 @@ Models and search spaces live in `promptcls/conf/traditional.yaml`; this module 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -40,11 +41,15 @@ class TraditionalArgs(TrainArgs):
     model: str = field(default="logreg", metadata={"help": "one of the models in conf/traditional.yaml, or all"})
     cv_folds: int = field(default=3, metadata={"help": "folds of the grouped stratified CV grid search"})
     class_weights: str = field(default="balanced", metadata={"help": "balanced or none"})
+    hp: str = field(default="", metadata={"help": "estimator params as a JSON object, e.g. '{\"C\": 8.0}': one fit "
+                                                  "with them instead of the grid search (no CV); '' = grid search"})
 
     def __post_init__(self):
         valid = [*load_config()["models"], "all"]
         if self.model not in valid:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(valid)}")
+        if self.hp:
+            check_hp(self.model, self.hp)
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.class_weights not in ("balanced", "none"):
@@ -57,6 +62,24 @@ def _import(path: str):
     return getattr(importlib.import_module(module), name)
 
 
+def check_hp(model: str, hp: str) -> dict:
+    """Parse `hp` (JSON estimator params) for `model`; a ValueError names the field and the valid keys."""
+    try:
+        params = json.loads(hp)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"hp: not JSON ({exc}): {hp!r}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"hp: expected a JSON object of estimator params, got {hp!r}")
+    if model == "all":
+        raise ValueError("hp fixes one model's estimator params: pick a model, not all")
+    spec = load_config()["models"][model]
+    valid = build_pipeline(spec, {}, seed=0).named_steps["clf"].get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"hp: {unknown} are not params of {model} ({spec['estimator']}); valid: {', '.join(valid)}")
+    return params
+
+
 def build_pipeline(spec: dict, features: dict, seed: int) -> Pipeline:
     estimator = _import(spec["estimator"])(**spec.get("params", {}))
     if "wrap" in spec:
@@ -65,6 +88,11 @@ def build_pipeline(spec: dict, features: dict, seed: int) -> Pipeline:
     union = FeatureUnion([(name, TfidfVectorizer(**{**cfg, "ngram_range": tuple(cfg["ngram_range"])}))
                           for name, cfg in features.items()])
     return Pipeline([("features", union), ("clf", estimator)])
+
+
+def serving(pipeline: Pipeline) -> Pipeline:
+    """Served one prompt at a time: a thread pool per call costs more than it saves (RF p50 36 ms -> see README)."""
+    return pipeline.set_params(**{k: 1 for k in pipeline.get_params() if k.endswith("n_jobs")})
 
 
 class SklearnTextClassifier:
@@ -102,9 +130,16 @@ class TraditionalFamily(Family):
         features = spec.get("features", config["features"])
         grid = {f"clf__{k}": v for k, v in spec.get("grid", {}).items()}
         mlflow.log_params({"estimator": spec["estimator"], "estimator_params": json.dumps(spec.get("params", {})),
-                           "features": json.dumps(features), "search_space": json.dumps(grid)})
+                           "features": json.dumps(features)})
         train = splits.train
         weights = None if args.class_weights == "none" else compute_sample_weight("balanced", train["label"])
+        if args.hp:  # one configuration (a tuning trial, or its winner retrained): no grid, no CV
+            hp = check_hp(model_name, args.hp)
+            pipeline = build_pipeline(spec, features, args.seed).set_params(**{f"clf__{k}": v for k, v in hp.items()})
+            pipeline.fit(train["text"].tolist(), train["label"].to_numpy(), clf__sample_weight=weights)
+            mlflow.log_params({f"hp_{k}": v for k, v in hp.items()})
+            return SklearnTextClassifier(serving(pipeline))
+        mlflow.log_param("search_space", json.dumps(grid))
         cv = StratifiedGroupKFold(n_splits=args.cv_folds, shuffle=True, random_state=args.seed)
         with tempfile.TemporaryDirectory(prefix="promptcls-cv-") as cache_dir:
             pipeline = build_pipeline(spec, features, args.seed)
@@ -113,9 +148,7 @@ class TraditionalFamily(Family):
                                   scoring=make_scorer(custom_score), refit=True, verbose=1, error_score="raise")
             search.fit(train["text"].tolist(), train["label"].to_numpy(), groups=train["group"].to_numpy(),
                        clf__sample_weight=weights)
-            best = search.best_estimator_.set_params(memory=None)
-        # served one prompt at a time: a thread pool per call costs more than it saves (RF p50 36 ms -> see README)
-        best.set_params(**{k: 1 for k in best.get_params() if k.endswith("n_jobs")})
+            best = serving(search.best_estimator_.set_params(memory=None))
         i = search.best_index_
         mlflow.log_params({f"hp_{k.removeprefix('clf__')}": v for k, v in search.best_params_.items()})
         mlflow.log_metrics({"cv_custom_score_mean": float(search.cv_results_["mean_test_score"][i]),
@@ -123,3 +156,7 @@ class TraditionalFamily(Family):
         log.info("%s: best %s, CV custom_score %.4f ± %.4f", model_name, search.best_params_,
                  search.cv_results_["mean_test_score"][i], search.cv_results_["std_test_score"][i])
         return SklearnTextClassifier(best)
+
+    def tuned_args(self, args: TraditionalArgs, params: dict[str, object]) -> TraditionalArgs:
+        """A trial's estimator params go to `hp` (one fit) rather than to argument fields."""
+        return dataclasses.replace(args, hp=json.dumps(params))
