@@ -46,6 +46,15 @@ def tracking_server(tmp_path_factory):
     assert server.stop(root), "the tracking server was not running at the end of the session"
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL cluster for the session (started on first use); yields its URL prefix."""
+    from tests.services import postgres_cluster
+
+    with postgres_cluster() as prefix:
+        yield prefix
+
+
 def mlflow_run_command(entry_point: str, experiment: str, params: dict[str, object],
                        env: dict[str, str] | None = None) -> tuple[list[str], dict]:
     """The command line and environment of `mlflow run . -e ENTRY --env-manager local` against the test server

@@ -36,10 +36,10 @@ def _run(cmd: list[str], timeout: int = 120) -> None:
 
 
 @contextmanager
-def postgres_cluster(databases: tuple[str, ...]):
+def postgres_cluster():
     """A PostgreSQL cluster on 127.0.0.1:<free port> with trust auth, in its own temp folder (outside pytest's
     root-only tmp tree, which the `postgres` user cannot enter); yields a `postgresql://postgres@127.0.0.1:PORT/`
-    prefix to which a database name is appended."""
+    prefix to which a database name is appended (see `create_database`)."""
     folder = Path(tempfile.mkdtemp(prefix="promptcls-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
@@ -49,12 +49,19 @@ def postgres_cluster(databases: tuple[str, ...]):
         _run(_as_db_owner([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]))
         options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder}"
         _run(_as_db_owner([*pg_ctl, "-l", str(folder / "log"), "-o", options, "-w", "start"]))
-        for name in databases:
-            _run(_as_db_owner([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name]))
         yield f"postgresql://postgres@127.0.0.1:{port}/"
     finally:
         subprocess.run(_as_db_owner([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_database(prefix: str, name: str) -> str:
+    """A new database in the cluster at `prefix`; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(prefix + "postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return prefix + name
 
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "promptcls-test", "AWS_SECRET_ACCESS_KEY": "promptcls-test-secret",

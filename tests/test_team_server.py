@@ -17,7 +17,7 @@ import requests
 from promptcls import server
 from promptcls.card import DESCRIPTION_LIMIT
 from tests.conftest import ROOT, mlflow_run
-from tests.services import S3_CREDENTIALS, postgres_cluster, s3_endpoint
+from tests.services import S3_CREDENTIALS, create_database, s3_endpoint
 
 ADMIN = ("admin", "team-admin-password-1")
 MEMBER = ("alice", "alice-password-2026")
@@ -25,18 +25,17 @@ BUCKET = "promptcls-artifacts"
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
-    """PostgreSQL + S3 + basic-auth `mlflow server`; yields (server, postgres URL prefix, S3 endpoint)."""
+def team(postgres, tmp_path_factory):
+    """PostgreSQL + S3 + basic-auth `mlflow server`; yields (server, MLflow's database URL, S3 endpoint)."""
     tmp = tmp_path_factory.mktemp("team")
-    with postgres_cluster(databases=("mlflow", "mlflow_auth")) as pg, \
-            s3_endpoint(tmp / "s3.log") as s3_url:
+    store, users = create_database(postgres, "mlflow"), create_database(postgres, "mlflow_auth")
+    with s3_endpoint(tmp / "s3.log") as s3_url:
         boto3.client("s3", endpoint_url=s3_url, **_boto_credentials()).create_bucket(Bucket=BUCKET)
         env = {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_url, "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1]}
-        srv = server.start(tmp / "server", backend_store_uri=pg + "mlflow",
-                           artifacts_destination=f"s3://{BUCKET}/mlflow", auth=True,
-                           auth_database_uri=pg + "mlflow_auth", env=env)
+        srv = server.start(tmp / "server", backend_store_uri=store, artifacts_destination=f"s3://{BUCKET}/mlflow",
+                           auth=True, auth_database_uri=users, env=env)
         try:
-            yield srv, pg, s3_url
+            yield srv, store, s3_url
         finally:
             assert server.stop(srv.root)
 
@@ -64,16 +63,16 @@ def test_requests_without_valid_credentials_are_refused(team):
 
 
 def test_entry_point_without_credentials_fails_and_logs_nothing(team):
-    srv, pg, _ = team
+    srv, store, _ = team
     proc = mlflow_run("select", "team-anon", {"experiment": "team-anon"}, timeout=300,
                       env={"MLFLOW_TRACKING_URI": srv.uri})
     assert proc.returncode != 0 and "401" in proc.stdout + proc.stderr
-    with psycopg.connect(pg + "mlflow") as db:
+    with psycopg.connect(store) as db:
         assert db.execute("SELECT count(*) FROM experiments WHERE name = 'team-anon'").fetchone()[0] == 0
 
 
 def test_member_trains_and_selects_on_postgres_and_s3(team, tmp_path, monkeypatch):
-    srv, pg, s3_url = team
+    srv, store, s3_url = team
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
     mlflow.server.get_app_client("basic-auth", tracking_uri=srv.uri).create_user(*MEMBER)
@@ -89,7 +88,7 @@ def test_member_trains_and_selects_on_postgres_and_s3(team, tmp_path, monkeypatc
         assert proc.returncode == 0, f"{entry} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     assert f"as {name} v1:" in proc.stdout
 
-    with psycopg.connect(pg + "mlflow") as db:  # runs and the registry live in PostgreSQL
+    with psycopg.connect(store) as db:  # runs and the registry live in PostgreSQL
         runs = db.execute("SELECT r.status, r.user_id FROM runs r JOIN experiments e USING (experiment_id) "
                           "WHERE e.name = %s", (experiment,)).fetchall()
         versions = db.execute("SELECT version FROM model_versions WHERE name = %s", (name,)).fetchall()

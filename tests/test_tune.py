@@ -1,5 +1,5 @@
-"""`mlflow run . -e tune`: two workers on one machine share an Optuna study through an RDB storage (SQLite here,
-the same code path as PostgreSQL) and finish n trials together, each a nested run; the test split is never scored."""
+"""`mlflow run . -e tune`: two workers on one machine share an Optuna study through a real PostgreSQL storage (as
+workers on several machines would) and finish n trials together, each a nested run; the test split is never scored."""
 
 import json
 import subprocess
@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from conftest import ROOT, mlflow_run_command
+from tests.services import create_database
 from promptcls.tracking import ensure_experiment
 
 EXPERIMENT = "test-tune"
@@ -19,8 +20,8 @@ WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def shared_study(tracking_server, tmp_path_factory):
-    storage = f"sqlite:///{tmp_path_factory.mktemp('optuna') / 'optuna.db'}"
+def shared_study(tracking_server, postgres):
+    storage = create_database(postgres, "optuna")
     params = {"family": "traditional", "model": "logreg", "n_trials": N_TRIALS, "storage": storage,
               "study_name": "shared", "sample": 600}
     # the README's first steps: create the experiment and the study once (two `mlflow run`s creating a new experiment
