@@ -45,6 +45,8 @@ def score(input: str, output: str, model_uri: str = CHAMPION_URI, engine: str = 
     """Score `input` into `output` with `model_uri`; returns the number of rows scored."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     _check_paths(input, output, overwrite)
     start = time.perf_counter()
     if engine == "pandas":
