@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from promptcls.config import DEFAULT_DATA
+from promptcls.config import DEFAULT_DATA, UsageError
 from promptcls.contract import OUTPUT_COLUMNS, SCORE_COLUMNS, log_model, pip_requirements
 from promptcls.data import load_dataset
 from promptcls.families.traditional import TraditionalFamily
+from promptcls.score import spark_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 3000
@@ -92,3 +93,10 @@ def test_missing_input_existing_output_and_unknown_engine(model_uri, logs, tmp_p
     assert proc.returncode == 2 and "already exists; pass --overwrite" in proc.stderr
     proc = score_cli("--input", str(logs), "--output", str(tmp_path / "o.parquet"), "--engine", "dask")
     assert proc.returncode == 2 and "invalid choice: 'dask'" in proc.stderr
+
+
+def test_spark_engine_without_java_names_java_home(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))          # no `java` on it
+    with pytest.raises(UsageError, match="set JAVA_HOME or put `java` on PATH"):
+        spark_session("local[1]")
