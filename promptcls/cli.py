@@ -1,4 +1,4 @@
-"""`promptcls` command line: the local tracking server and prediction with the champion."""
+"""`promptcls` command line: the local tracking server, and prediction and batch scoring with the champion."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--out", help="output file for --file (.jsonl or .csv; default: <file>.scored.jsonl)")
     pred.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
     pred.set_defaults(handler=_predict)
+    scr = commands.add_parser("score", help="batch-score a large table of prompts (pandas in process, or Spark)")
+    scr.add_argument("--input", required=True,
+                     help="parquet file or folder (spark: also hdfs://, s3a://); pandas also reads .jsonl/.json/.csv")
+    scr.add_argument("--output", required=True,
+                     help="pandas: one .parquet (or .csv/.jsonl) file; spark: a folder of parquet part files")
+    scr.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    scr.add_argument("--engine", choices=["pandas", "spark"], default="pandas",
+                     help="pandas: this process with a progress bar (default); spark: mlflow.pyfunc.spark_udf")
+    scr.add_argument("--text-column", default="text", help="column holding the prompts (text)")
+    scr.add_argument("--keep-columns", help="comma-separated input columns to carry over (default: all)")
+    scr.add_argument("--batch-size", type=int, default=1024, help="rows per model call / Arrow batch (1024)")
+    scr.add_argument("--spark-master", help="Spark master URL (default: spark-submit's, else local[*])")
+    scr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    scr.set_defaults(handler=_score)
     expl = commands.add_parser("explain", help="which tokens drove the champion's prediction for a prompt (SHAP)")
     expl.add_argument("text", help="the prompt")
     expl.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
@@ -66,6 +80,15 @@ def _predict(args: argparse.Namespace) -> int:
     run_cli(lambda: predict(args.text, args.file, args.out, args.model_uri))
     return 0
 
+
+def _score(args: argparse.Namespace) -> int:
+    from promptcls.config import run_cli
+    from promptcls.score import score
+
+    keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
+    run_cli(lambda: score(args.input, args.output, args.model_uri, args.engine, args.text_column, args.batch_size,
+                          keep, args.spark_master, args.overwrite))
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
