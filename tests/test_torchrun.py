@@ -124,3 +124,17 @@ def test_single_process_is_rank_zero(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert (distributed.world_size(), distributed.rank(), distributed.is_main_process()) == (1, 0, True)
     distributed.require_single_process("anything")   # no error
+
+
+def test_leaving_the_process_group_turns_a_stray_collective_into_an_error(tmp_path):
+    """After training every rank leaves the group: a collective on rank 0 alone then raises instead of hanging."""
+    import torch.distributed as dist
+
+    from promptcls.families.hf_training import leave_process_group
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    leave_process_group()
+    assert not dist.is_initialized()
+    with pytest.raises(ValueError, match="not been initialized"):
+        dist.barrier()
+    leave_process_group()   # outside a group (one process): nothing to do
