@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 import promptcls
 from promptcls.config import PROJECT_ROOT
+from promptcls.distributed import is_main_process, rank, require_single_process
 
 MODEL_URI_TAG = "promptcls.model_uri"  # set on every run that logged a contract model
 HOLDOUT_TAG = "promptcls.held_out_source"  # leave-one-source-out diagnostics: never candidates nor report rows
@@ -40,12 +41,18 @@ def code_version() -> str:
 
 
 @contextlib.contextmanager
-def entry_run(experiment: str, run_name: str):
+def entry_run(experiment: str, run_name: str, multi_process: bool = False):
     """The run to log into: a child of the active run (the main pipeline), else the run `mlflow run` created
     (MLFLOW_RUN_ID), else a new run in `experiment`.
 
     An exception inside the block marks the run FAILED, so a failed training never looks like a finished one.
+    Under torchrun (WORLD_SIZE > 1) an entry point fails here on every rank, before any run exists, unless it
+    declares `multi_process`; then only rank 0 may open the run (the other ranks log nothing).
     """
+    if not multi_process:
+        require_single_process(f"{run_name!r}")
+    elif not is_main_process():
+        raise RuntimeError(f"rank {rank()} tried to open an MLflow run: only rank 0 logs")
     if mlflow.active_run():
         run = child_run(run_name)
     elif "MLFLOW_RUN_ID" in os.environ:

@@ -3,6 +3,9 @@
 load + validate data -> group-aware split -> MLflow run (the one `mlflow run` created, or a new one) ->
 family.train(model) -> evaluate val / test / external through the contract wrapper -> log the pyfunc ->
 measure the logged model's latency. `model=all` runs each model of the family as a nested child run.
+
+Under torchrun (WORLD_SIZE > 1, families with `supports_distributed` only) every rank loads and splits the data
+identically and takes part in `family.train`; rank 0 alone opens the run and does everything else.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
 from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, TextClassifier, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
+from promptcls.distributed import is_main_process, rank, require_single_process, world_size
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
@@ -117,14 +121,28 @@ class ModelResult:
     metrics: dict[str, float]
 
 
+def train_on_other_rank(family: Family, models: list[str], splits: Splits, args: TrainArgs) -> list[ModelResult]:
+    """A torchrun rank other than 0: train the same models on the same splits alongside rank 0, log nothing."""
+    for name in models:
+        log.info("rank %d of %d: training %s/%s; rank 0 logs to MLflow", rank(), world_size(), family.name, name)
+        family.train(name, splits, args)
+    return []
+
+
 def run(family: Family, args: TrainArgs) -> list[ModelResult]:
-    """Run one training entry point; returns one result per trained model, best first by val custom_score."""
+    """Run one training entry point; returns one result per trained model, best first by val custom_score
+    (none on torchrun ranks other than 0)."""
+    if not family.supports_distributed:
+        require_single_process(f"the {family.name} family")
     dataset = load_dataset(args.data)
     frame = stratified_sample(dataset.frame, args.sample, args.seed)
     splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
-    external = load_dataset(args.external).frame if args.external else None
     models = family.model_names() if args.model == "all" else [args.model]
-    with entry_run(args.experiment, run_name=f"{family.name}-{args.model}") as parent:
+    if not is_main_process():
+        return train_on_other_rank(family, models, splits, args)
+    external = load_dataset(args.external).frame if args.external else None
+    with entry_run(args.experiment, run_name=f"{family.name}-{args.model}",
+                   multi_process=family.supports_distributed) as parent:
         log_new_params(args.to_params())
         log_dataset(dataset, splits)
         if args.model != "all":

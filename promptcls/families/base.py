@@ -16,6 +16,11 @@ class Family(ABC):
     """Family name, logged as the `promptcls.family` tag."""
     args_class: type[TrainArgs]
     """Dataclass of this family's arguments (extends TrainArgs)."""
+    supports_distributed: bool = False
+    """Whether `train` can run in every process of a torchrun job (WORLD_SIZE > 1). Such a family's `train` is
+    then called on every rank, with an active MLflow run on rank 0 only: it must log only where
+    `promptcls.distributed.is_main_process()`, and its training must leave no collective operation pending
+    (rank 0 evaluates and logs alone afterwards, while the others have already returned)."""
 
     @abstractmethod
     def model_names(self) -> list[str]:

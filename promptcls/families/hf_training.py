@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments, default_data_collator)
 
+from promptcls.distributed import world_size
 from promptcls.families.transformers_family import model_input_names  # noqa: F401  (re-exported)
 from promptcls.metrics import security_metrics
 
@@ -97,7 +98,8 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 
 class MlflowEpochCallback(TrainerCallback):
     """Logs exactly one point per epoch into the active MLflow run: `train_loss` and the EPOCH_METRICS, at
-    `step=epoch`; progress goes to the log every ~10% of an epoch."""
+    `step=epoch`; progress goes to the log every ~10% of an epoch. Under torchrun only the world's process zero
+    logs (the evaluation metrics it sees are already gathered from every rank)."""
 
     def __init__(self):
         self.start = time.perf_counter()
@@ -141,11 +143,30 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return {"fp16": precision == "fp16", "bf16": precision == "bf16"}
 
 
+def ddp_flags(cuda: bool) -> dict:
+    """DistributedDataParallel settings, inert in a single process. Under torchrun on CPU the Trainer needs the
+    gloo backend (with CUDA it picks nccl). Every parameter gets a gradient (no unused-parameter search), and
+    the loss is NOT averaged over the tokens of all devices: with it, models whose forward takes **kwargs (BERT)
+    had their loss and gradients multiplied by the world size."""
+    return {"ddp_backend": "gloo" if world_size() > 1 and not cuda else None,
+            "ddp_find_unused_parameters": False, "average_tokens_across_devices": False}
+
+
+def leave_process_group() -> None:
+    """After `Trainer.train` under torchrun, on every rank: leave the process group. Rank 0 then evaluates and
+    logs alone while the others exit; an accidental collective operation after this point fails at once instead of
+    waiting forever for ranks that are gone. No-op in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, loss: ClassificationLoss,
                   callbacks=(), fixed_padding: bool = False) -> Trainer:
     """The HF Trainer: AdamW, linear warm-up/decay, weight decay, clipping, per-epoch evaluation and checkpoints
     (in `output_dir`, a temp dir: nothing goes to MLflow), early stopping on val custom_score with the best
-    checkpoint restored, length-grouped batches with dynamic padding."""
+    checkpoint restored, length-grouped batches with dynamic padding. Under torchrun it trains with DDP: each
+    process takes `batch_size` prompts a step (the effective batch is WORLD_SIZE x batch_size), evaluation is
+    sharded and gathered, and rank 0 writes the checkpoints."""
     cuda = torch.cuda.is_available()
     training_args = TrainingArguments(
         output_dir=output_dir,
@@ -170,7 +191,7 @@ def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, los
         dataloader_num_workers=args.dataloader_num_workers,
         dataloader_pin_memory=cuda,
         use_cpu=not cuda,
-        average_tokens_across_devices=False,
+        **ddp_flags(cuda),
         report_to="none",
         disable_tqdm=True,
         log_level="warning",

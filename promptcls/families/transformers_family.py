@@ -27,6 +27,7 @@ import numpy as np
 from promptcls import LABELS
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
+from promptcls.distributed import is_main_process, world_size
 from promptcls.families.base import Family
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class HFTextClassifier:
 class TransformersFamily(Family):
     name = "transformers"
     args_class = TransformersArgs
+    supports_distributed = True  # under torchrun: the Trainer's DDP, rank 0 logs (see README, torchrun)
 
     def model_names(self) -> list[str]:
         return list(load_config()["models"])
@@ -258,7 +260,9 @@ class TransformersFamily(Family):
 
         transformers.utils.logging.disable_progress_bar()  # "Writing model shards" bars per checkpoint
         source = resolve_model(model_name)
-        self._readable_names(model_name, source.label)
+        logs = is_main_process()  # under torchrun every rank trains; rank 0 alone has a run and logs
+        if logs:
+            self._readable_names(model_name, source.label)
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
         transformers.set_seed(args.seed)  # the new classification head is initialised from this seed
@@ -282,20 +286,24 @@ class TransformersFamily(Family):
         weights = hf.class_weights(args.focal_alpha if args.loss == "focal" else args.class_weights, labels)
         loss = hf.ClassificationLoss(args.loss, weights, args.focal_gamma)
         lengths = [len(row["input_ids"]) for row in train_ds.rows]
-        mlflow.log_params({
-            "hf_source": source.location, "hf_model_type": model.config.model_type,
-            "hf_num_parameters": sum(p.numel() for p in model.parameters()),
-            "hf_loss_weights": json.dumps(weights), "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "torch_num_threads": torch.get_num_threads(), "train_tokens_mean": round(float(np.mean(lengths)), 1),
-            "train_truncated_share": round(float(np.mean(np.array(lengths) >= args.max_length)), 4)})
+        if logs:
+            mlflow.log_params({
+                "hf_source": source.location, "hf_model_type": model.config.model_type,
+                "hf_num_parameters": sum(p.numel() for p in model.parameters()),
+                "hf_loss_weights": json.dumps(weights), "device": "cuda" if torch.cuda.is_available() else "cpu",
+                "torch_num_threads": torch.get_num_threads(), "world_size": world_size(),  # batch is per process
+                "train_tokens_mean": round(float(np.mean(lengths)), 1),
+                "train_truncated_share": round(float(np.mean(np.array(lengths) >= args.max_length)), 4)})
         with tempfile.TemporaryDirectory(prefix="promptcls-hf-") as output_dir:
             trainer = hf.build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir, loss,
                                        callbacks=[hf.MlflowEpochCallback()])
             result = trainer.train()
-        evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
-        best = max(evals, key=lambda e: e["eval_custom_score"])
-        mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
-                            "train_samples_per_second": result.metrics["train_samples_per_second"]})
+        hf.leave_process_group()
+        if logs:
+            evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
+            best = max(evals, key=lambda e: e["eval_custom_score"])
+            mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
+                                "train_samples_per_second": result.metrics["train_samples_per_second"]})
         return HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
                                 tokenizer, args.max_length)
 
