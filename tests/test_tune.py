@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from conftest import ROOT, mlflow_run_command
+from tests.conftest import ROOT, mlflow_run_command
 from tests.services import create_database
 from promptcls.tracking import ensure_experiment
 
