@@ -64,7 +64,9 @@ def mlflow_run_command(entry_point: str, experiment: str, params: dict[str, obje
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
     # the entry point's `python` must be this interpreter, whatever PATH the tests were started with
-    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT),
+    # --experiment-name names the experiment: an inherited MLFLOW_EXPERIMENT_ID would clash with it
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env = {**inherited, **(env or {}), "PYTHONPATH": str(ROOT),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return cmd, env
 

@@ -18,6 +18,7 @@ from promptcls.contract import OUTPUT_COLUMNS, SCORE_COLUMNS, log_model, pip_req
 from promptcls.data import load_dataset
 from promptcls.families.traditional import TraditionalFamily
 from promptcls.score import spark_session
+from promptcls.tracking import ensure_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 3000
@@ -25,8 +26,8 @@ ROWS = 3000
 
 @pytest.fixture(scope="module")
 def model_uri(tracking_server, small_classifier):
-    mlflow.set_experiment("score")
-    with mlflow.start_run():
+    # not mlflow.set_experiment: it exports MLFLOW_EXPERIMENT_ID, which every later `mlflow run` would inherit
+    with mlflow.start_run(experiment_id=ensure_experiment("score")):
         info = log_model(small_classifier, ["hello"], pip_requirements(*TraditionalFamily().requirements()))
     return info.model_uri
 
