@@ -12,9 +12,13 @@ DEFAULT_ROOT = ".mlflow-local"
 
 def _server(args: argparse.Namespace) -> int:
     if args.action == "start":
-        srv = server.start(args.root, args.port or None, host=args.host, backend_store_uri=args.backend_store_uri,
-                           artifacts_destination=args.artifacts_destination, auth=args.auth,
-                           auth_database_uri=args.auth_database_uri, workers=args.workers)
+        try:
+            srv = server.start(args.root, args.port or None, host=args.host, backend_store_uri=args.backend_store_uri,
+                               artifacts_destination=args.artifacts_destination, auth=args.auth,
+                               auth_database_uri=args.auth_database_uri, workers=args.workers)
+        except RuntimeError as exc:  # the server's own log tail says why (bad URI, missing admin password, ...)
+            print(f"promptcls server: {exc}", file=sys.stderr)
+            return 1
         print(f"mlflow server running: {srv.uri} (pid {srv.pid}, data in {srv.root})", file=sys.stderr)
         print(server.env_exports(srv), end="")  # eval "$(promptcls server start)" points this shell at it
         return 0

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def auth_settings(root: Path, database_uri: str, env: dict[str, str]) -> dict[st
     """Environment for MLflow's basic-auth app: a copy of its shipped basic_auth.ini with the user database at
     `database_uri` (the shipped file points at a relative sqlite path), and a Flask secret key that survives
     restarts (taken from MLFLOW_FLASK_SERVER_SECRET_KEY, else generated once into `root`)."""
-    from mlflow.server import auth as mlflow_auth
+    with warnings.catch_warnings():  # importing it imports MLflow's FastAPI app, which warns about starlette
+        warnings.simplefilter("ignore")
+        from mlflow.server import auth as mlflow_auth
 
     config = configparser.ConfigParser()
     config.read(Path(mlflow_auth.__file__).with_name("basic_auth.ini"))

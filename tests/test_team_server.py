@@ -131,3 +131,12 @@ def test_member_trains_and_selects_on_postgres_and_s3(team, tmp_path, monkeypatc
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+
+
+def test_auth_server_without_admin_password_fails_with_mlflows_reason(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_AUTH_ADMIN_PASSWORD"}
+    proc = subprocess.run([sys.executable, "-m", "promptcls.cli", "server", "start", "--root", str(tmp_path),
+                           "--port", "0", "--auth"], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr.split("log tail")[0]
+    assert "did not become ready" in proc.stderr and "MLFLOW_AUTH_ADMIN_PASSWORD" in proc.stderr
+    assert server.running(tmp_path) is None and not proc.stdout  # nothing left running, no exports printed
