@@ -188,8 +188,9 @@ def make_objective(args: TuneArgs, splits: Splits, data_digest: str):
 def report_trial(n_trials: int):
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = study.best_trial
+        value = float("nan") if trial.value is None else trial.value
         log.info("trial %d %s: %s %.4f in %.1f s %s | best %.4f (trial %d) | %d/%d complete in the study",
-                 trial.number, trial.state.name, RANK_METRIC, float("nan") if trial.value is None else trial.value, trial.duration.total_seconds(),
+                 trial.number, trial.state.name, RANK_METRIC, value, trial.duration.total_seconds(),
                  trial.params, best.value, best.number, len(complete_trials(study)), n_trials)
     return callback
 
@@ -218,7 +219,8 @@ def retrain_command(args: TuneArgs, params: dict[str, object]) -> str:
     """`mlflow run` of the family's entry point that trains `params` (and the fixed arguments) on all splits."""
     best = dataclasses.asdict(args.family_impl.tuned_args(args.train_args, params))
     default = defaults(args.family_impl.args_class)
-    given = {k: v for k, v in best.items() if k not in ("external", "experiment", "explain_samples") and v != default.get(k)
+    given = {k: v for k, v in best.items()
+             if k not in ("external", "experiment", "explain_samples") and v != default.get(k)
              and not (k == "data" and Path(v).resolve() == Path(default["data"]).resolve())}
     options = " ".join(f"-P {k}={shlex.quote(str(v))}" for k, v in {"model": args.model, **given}.items())
     return f"mlflow run . -e {args.family} {options} --env-manager local"

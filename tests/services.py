@@ -18,7 +18,7 @@ from promptcls.server import free_port, wait_until
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or list(filter(None, [shutil.which(name)]))
     if not found:
         raise RuntimeError(f"PostgreSQL's `{name}` not found: install Debian's `postgresql` (make system-deps)")
     return found[-1]
