@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import subprocess
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import promptcls
 from promptcls.config import PROJECT_ROOT
 from promptcls.distributed import is_main_process, rank, require_single_process
 
+log = logging.getLogger(__name__)
 MODEL_URI_TAG = "promptcls.model_uri"  # set on every run that logged a contract model
 HOLDOUT_TAG = "promptcls.held_out_source"  # leave-one-source-out diagnostics: never candidates nor report rows
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on "Training runs"
+DATASET_RACE_ATTEMPTS = 3  # log_input: tries when another run creates the same dataset at the same moment
 
 
 def ensure_experiment(name: str) -> str:
@@ -80,6 +84,23 @@ def log_new_params(params: dict[str, object]) -> None:
     run = mlflow.active_run()
     existing = MlflowClient().get_run(run.info.run_id).data.params
     mlflow.log_params({k: v for k, v in params.items() if k not in existing})
+
+
+def log_input(dataset, context: str, tags: dict[str, str]) -> None:
+    """`mlflow.log_input`, retried when the server reports a unique-constraint clash on its dataset table.
+
+    MLflow's SQL store looks a dataset up and inserts it when missing, in two steps: two runs of one experiment that
+    log the same new dataset at the same moment (tune workers started together) can both miss it, and the later
+    insert fails (SQLite "UNIQUE constraint failed", PostgreSQL "violates unique constraint"). The failed request
+    wrote nothing; the retry finds the other run's row and links this run to it."""
+    for attempt in range(1, DATASET_RACE_ATTEMPTS + 1):
+        try:
+            mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except MlflowException as exc:
+            if attempt == DATASET_RACE_ATTEMPTS or "unique constraint" not in str(exc).lower():
+                raise
+            log.warning("dataset %s was created by another run at the same moment; logging it again", dataset.name)
 
 
 def child_run(run_name: str):

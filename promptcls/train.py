@@ -26,7 +26,8 @@ from promptcls.evaluate import log_external_evaluation, log_latency, log_split_e
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.policy import DecisionPolicy, fit_policy
-from promptcls.tracking import MODEL_URI_TAG, child_run, entry_run, final_step, log_new_params, provenance_tags
+from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
+                                provenance_tags)
 
 log = logging.getLogger(__name__)
 RANK_METRIC = "val_custom_score"
@@ -42,7 +43,7 @@ def log_dataset(dataset: Dataset, splits: Splits) -> None:
         tags = {"rows": str(len(frame)), **{f"rows_{LABELS[c]}": str(n) for c, n in counts.items()}}
         source = mlflow.data.from_pandas(frame[["text", "label", "source"]], source=str(dataset.path),
                                          targets="label", name=f"{dataset.path.stem}-{split}")
-        mlflow.log_input(source, context=split, tags=tags)
+        log_input(source, context=split, tags=tags)
         params[f"n_{split}"] = len(frame)
         params.update({f"n_{split}_c{c}": int(n) for c, n in counts.items()})
     mlflow.log_params(params)

@@ -1,0 +1,43 @@
+"""Tracking helpers against the real test server: runs that log the same new dataset at the same moment (tune
+workers started together) all end up linked to it, where plain `mlflow.log_input` loses the race on MLflow's
+dataset table for some of them."""
+
+import threading
+import uuid
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from promptcls.tracking import log_input
+
+RUNS = 6  # runs racing in each round
+ROUNDS = 8  # without the retry, about 4 rounds in 10 of 4 runs lost the race on this machine
+
+
+def test_runs_logging_the_same_new_dataset_at_once_all_get_it(tracking_server):
+    client = MlflowClient()
+    frame = pd.DataFrame({"text": [f"prompt {i}" for i in range(30)], "label": [i % 3 for i in range(30)]})
+    for _ in range(ROUNDS):
+        experiment_id = client.create_experiment(f"test-dataset-race-{uuid.uuid4().hex[:8]}")
+        run_ids = [client.create_run(experiment_id).info.run_id for _ in range(RUNS)]
+        start, errors = threading.Barrier(RUNS), []
+
+        def log(run_id):
+            dataset = mlflow.data.from_pandas(frame, source="prompts.jsonl", targets="label", name="prompts-val")
+            start.wait()
+            try:
+                with mlflow.start_run(run_id=run_id):
+                    log_input(dataset, context="val", tags={"rows": str(len(frame))})
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+        threads = [threading.Thread(target=log, args=(run_id,)) for run_id in run_ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        inputs = [client.get_run(run_id).inputs.dataset_inputs for run_id in run_ids]
+        assert all(len(found) == 1 and found[0].dataset.name == "prompts-val" for found in inputs)
+        assert len({found[0].dataset.digest for found in inputs}) == 1
