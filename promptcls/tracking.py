@@ -21,7 +21,7 @@ MODEL_URI_TAG = "promptcls.model_uri"  # set on every run that logged a contract
 HOLDOUT_TAG = "promptcls.held_out_source"  # leave-one-source-out diagnostics: never candidates nor report rows
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on "Training runs"
-DATASET_RACE_ATTEMPTS = 3  # log_input: tries when another run creates the same dataset at the same moment
+WRITE_RACE_ATTEMPTS = 3  # retry_unique_clash: tries when another run writes the same new row at once
 
 
 def ensure_experiment(name: str) -> str:
@@ -75,7 +75,8 @@ def provenance_tags() -> dict[str, str]:
 
 
 def ensure_experiment_kind(experiment_id: str) -> None:
-    MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    retry_unique_clash(lambda: MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND),
+                       f"experiment tag {EXPERIMENT_KIND_TAG}")
 
 
 def log_new_params(params: dict[str, object]) -> None:
@@ -86,21 +87,24 @@ def log_new_params(params: dict[str, object]) -> None:
     mlflow.log_params({k: v for k, v in params.items() if k not in existing})
 
 
-def log_input(dataset, context: str, tags: dict[str, str]) -> None:
-    """`mlflow.log_input`, retried when the server reports a unique-constraint clash on its dataset table.
-
-    MLflow's SQL store looks a dataset up and inserts it when missing, in two steps: two runs of one experiment that
-    log the same new dataset at the same moment (tune workers started together) can both miss it, and the later
-    insert fails (SQLite "UNIQUE constraint failed", PostgreSQL "violates unique constraint"). The failed request
-    wrote nothing; the retry finds the other run's row and links this run to it."""
-    for attempt in range(1, DATASET_RACE_ATTEMPTS + 1):
+def retry_unique_clash(write, what: str):
+    """`write()`, once more when the server reports a unique-constraint clash. MLflow's SQL store writes a new
+    dataset or experiment tag in two steps (look the row up, insert it when missing): two runs writing the same new
+    row at the same moment (tune workers started together) can both miss it, and the later insert fails (SQLite
+    "UNIQUE constraint failed", PostgreSQL "violates unique constraint"). The failed request wrote nothing; the retry
+    finds the other run's row."""
+    for attempt in range(1, WRITE_RACE_ATTEMPTS + 1):
         try:
-            mlflow.log_input(dataset, context=context, tags=tags)
-            return
+            return write()
         except MlflowException as exc:
-            if attempt == DATASET_RACE_ATTEMPTS or "unique constraint" not in str(exc).lower():
+            if attempt == WRITE_RACE_ATTEMPTS or "unique constraint" not in str(exc).lower():
                 raise
-            log.warning("dataset %s was created by another run at the same moment; logging it again", dataset.name)
+            log.warning("%s was written by another run at the same moment; writing it again", what)
+
+
+def log_input(dataset, context: str, tags: dict[str, str]) -> None:
+    """`mlflow.log_input` of a dataset that other runs of the experiment may log at the same moment."""
+    retry_unique_clash(lambda: mlflow.log_input(dataset, context=context, tags=tags), f"dataset {dataset.name}")
 
 
 def child_run(run_name: str):

@@ -12,7 +12,6 @@ from optuna.trial import TrialState
 
 from tests.conftest import ROOT, mlflow_run_command
 from tests.services import create_database
-from promptcls.tracking import ensure_experiment
 
 EXPERIMENT = "test-tune"
 N_TRIALS = 6
@@ -26,7 +25,7 @@ def shared_study(tracking_server, postgres):
               "study_name": "shared", "sample": 600}
     # the README's first steps: create the experiment and the study once (two `mlflow run`s creating a new experiment
     # at the same moment race, and so do two Optuna workers on an empty database), then start the workers
-    ensure_experiment(EXPERIMENT)
+    MlflowClient().create_experiment(EXPERIMENT)  # as `mlflow experiments create`: untagged, the workers tag it
     optuna.create_study(storage=storage, study_name="shared", direction="maximize", load_if_exists=True)
     cmd, env = mlflow_run_command("tune", EXPERIMENT, params)
     workers = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
