@@ -12,11 +12,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: setup system-deps run test server-start server-stop benchmark clean
 setup: $(VENV)/.installed
 
-# PostgreSQL (team tracking server tests) and Java (Spark) from Debian, only when missing.
+# PostgreSQL (team tracking server tests) and Java (Spark) from Debian, only when missing (package lists first:
+# a fresh image may have none).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v java >/dev/null || { \
 	  echo "installing postgresql and a Java runtime (Debian packages)"; \
-	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql default-jre-headless; }
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && $$sudo apt-get install -y -q postgresql default-jre-headless; }
 
 # torch first, pinned: it is the CPU build from this machine's disk; an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
