@@ -93,8 +93,10 @@ def normalize_text(text: str) -> str:
 
 
 def group_key(text: str) -> str:
-    """Near-duplicate key: lower-cased, every non-alphanumeric character removed."""
-    return re.sub(r"[\W_]+", "", text.lower())
+    """Near-duplicate key: lower-cased, every non-alphanumeric character removed. A text with no letter or digit
+    ('?', '❤️', a Morse-code line) is its own key: an empty key would make all such texts one group, so that '?' and
+    an injection written in dots and dashes counted as the same text."""
+    return re.sub(r"[\W_]+", "", text.lower()) or text
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,10 @@ def test_stratified_sample_keeps_class_shares():
     sample = stratified_sample(frame, 100, seed=1)
     assert sample["label"].value_counts().to_dict() == {0: 60, 1: 30, 2: 10}
     assert stratified_sample(frame, 0, seed=1) is frame
+
+
+def test_texts_without_letters_or_digits_are_not_one_group(tmp_path):
+    rows = [{"text": "?", "label": 0}, {"text": ".-- .- -.--", "label": 2}, {"text": "ok", "label": 0}]
+    ds = load_dataset(write_jsonl(tmp_path / "d.jsonl", rows))  # refused as "one text under two labels" before
+    assert len(ds.frame) == 3 and ds.frame["group"].nunique() == 3
+    assert group_key("Hello, World!") == group_key("hello world") == "helloworld"
