@@ -46,6 +46,7 @@ import yaml
 
 from promptcls import LABELS
 from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.names import BEHAVIOUR_MODEL_URI_TAG, BEHAVIOUR_NORMALIZER_TAG, KIND_TAG
 from promptcls.perturb import EVASIONS, INVARIANCES
 from promptcls.tracking import entry_run, log_new_params
 
@@ -196,8 +197,8 @@ def run(args: BehaviourArgs) -> dict[str, float]:
         raise UsageError(f"cannot load {args.model_uri}: {exc}") from None
     with entry_run(args.experiment, run_name="behaviour"):
         matches = model.normalizer_matches()
-        mlflow.set_tags({"promptcls.kind": "behaviour", "promptcls.behaviour.model_uri": args.model_uri,
-                         "promptcls.behaviour.normalizer_matches_model": str(matches).lower()})
+        mlflow.set_tags({KIND_TAG: "behaviour", BEHAVIOUR_MODEL_URI_TAG: args.model_uri,
+                         BEHAVIOUR_NORMALIZER_TAG: str(matches).lower()})
         log_new_params({"model_uri": args.model_uri, "cases": args.cases, "seed": args.seed})
         table, metrics = run_suite(model, cases, args.seed)
         mlflow.log_metrics(metrics)

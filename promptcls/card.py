@@ -11,6 +11,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from promptcls.config import PROJECT_ROOT
+from promptcls.names import CODE_VERSION_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG
 
 TEMPLATE = PROJECT_ROOT / "registry" / "model_card.md.j2"
 REPORT_METRICS = ("custom_score", "recall_c2", "precision_c1", "f1_c0", "false_alarm_rate", "missed_threat_rate",
@@ -40,8 +41,8 @@ def latest_source_holdout(client: MlflowClient, run: Run):
     tags = run.data.tags
     runs = client.search_runs(
         [run.info.experiment_id],
-        f"tags.`promptcls.kind` = 'source_holdout' and tags.`promptcls.family` = '{tags.get('promptcls.family')}' "
-        f"and tags.`promptcls.model` = '{tags.get('promptcls.model')}' and attributes.status = 'FINISHED'",
+        f"tags.`{KIND_TAG}` = 'source_holdout' and tags.`{FAMILY_TAG}` = '{tags.get(FAMILY_TAG)}' "
+        f"and tags.`{MODEL_TAG}` = '{tags.get(MODEL_TAG)}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0] if runs else None
 
@@ -56,12 +57,12 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
         TEMPLATE.read_text())
     return template.render(
         name=args.model_name, version=version, run_id=run_id, experiment=args.experiment, metric=args.metric,
-        family=run.data.tags.get("promptcls.family", "?"), model=run.data.tags.get("promptcls.model", "?"),
-        code_version=run.data.tags.get("promptcls.code_version", "?"),
+        family=run.data.tags.get(FAMILY_TAG, "?"), model=run.data.tags.get(MODEL_TAG, "?"),
+        code_version=run.data.tags.get(CODE_VERSION_TAG, "?"),
         promoted_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         hyper_params={k: v for k, v in sorted(params.items()) if k.startswith("hp_") or k == "estimator"},
         n_parameters=params.get("n_parameters"), size_mb=_size_mb(client, run_id),
-        data_path=params.get("data_path", "?"), data_digest=run.data.tags.get("promptcls.data_digest", "?"),
+        data_path=params.get("data_path", "?"), data_digest=run.data.tags.get(DATA_DIGEST_TAG, "?"),
         params=params, sources=sources, metrics=run.data.metrics, report_metrics=REPORT_METRICS,
         confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan,
         holdout=holdout, holdout_metrics={k: holdout.data.metrics.get(k, math.nan) for k in LSO_METRICS}

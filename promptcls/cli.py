@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from promptcls import server
+from promptcls.names import CHAMPION_URI
 
 DEFAULT_ROOT = ".mlflow-local"
 
@@ -52,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("text", nargs="?", help="the prompt (omit to read one prompt per line from stdin)")
     pred.add_argument("--file", help="file with a `text` column (.jsonl, .json or .csv)")
     pred.add_argument("--out", help="output file for --file (.jsonl or .csv; default: <file>.scored.jsonl)")
-    pred.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    pred.add_argument("--model-uri", default=CHAMPION_URI, help="model to load")
     pred.set_defaults(handler=_predict)
     scr = commands.add_parser("score", help="batch-score a large table of prompts (pandas in process, or Spark)")
     scr.add_argument("--input", required=True,
                      help="parquet file or folder (spark: also hdfs://, s3a://); pandas also reads .jsonl/.json/.csv")
     scr.add_argument("--output", required=True,
                      help="pandas: one .parquet (or .csv/.jsonl) file; spark: a folder of parquet part files")
-    scr.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    scr.add_argument("--model-uri", default=CHAMPION_URI, help="model to load")
     scr.add_argument("--engine", choices=["pandas", "spark"], default="pandas",
                      help="pandas: this process with a progress bar (default); spark: mlflow.pyfunc.spark_udf")
     scr.add_argument("--text-column", default="text", help="column holding the prompts (text)")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     scr.set_defaults(handler=_score)
     expl = commands.add_parser("explain", help="which tokens drove the champion's prediction for a prompt (SHAP)")
     expl.add_argument("text", help="the prompt")
-    expl.add_argument("--model-uri", default="models:/promptcls@champion", help="model to load")
+    expl.add_argument("--model-uri", default=CHAMPION_URI, help="model to load")
     expl.add_argument("--top", type=int, default=15, help="tokens to show")
     expl.set_defaults(handler=_explain)
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ from promptcls.config import DEFAULT_EXPERIMENT, UsageError
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import load_dataset
 from promptcls.evaluate import log_scored, predict
+from promptcls.names import DATA_DIGEST_TAG, EVALUATED_MODEL_TAG, KIND_TAG
 from promptcls.predict import CHAMPION_URI, load
 from promptcls.tracking import entry_run, log_new_params
 
@@ -71,8 +72,8 @@ def run(args: EvaluateArgs) -> dict[str, float]:
     model = load(args.model_uri)
     frame = dataset.frame
     with entry_run(args.experiment, run_name="evaluate"):
-        mlflow.set_tags({"promptcls.kind": "evaluate", "promptcls.evaluated_model": args.model_uri,
-                         "promptcls.data_digest": dataset.digest})
+        mlflow.set_tags({KIND_TAG: "evaluate", EVALUATED_MODEL_TAG: args.model_uri,
+                         DATA_DIGEST_TAG: dataset.digest})
         log_new_params({"model_uri": args.model_uri, "data": args.data, "rows": len(frame)})
         out = predict(model.predict, frame["text"].tolist())
         metrics = log_scored(frame, out, "eval", with_ci=True)

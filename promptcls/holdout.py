@@ -17,6 +17,7 @@ import pandas as pd
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, assignments
 from promptcls.data import Splits, hold_out, load_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
+from promptcls.names import FAMILY_TAG, KIND_TAG, MODEL_TAG
 from promptcls.tracking import HOLDOUT_TAG, child_run, entry_run, log_new_params
 from promptcls.train import log_dataset, train_one
 
@@ -66,8 +67,8 @@ def run(args: SourceHoldoutArgs) -> pd.DataFrame:
         raise UsageError(f"{args.data}: need >= 2 sources; unknown source(s) {sorted(missing)}")
     results = {}
     with entry_run(args.experiment, run_name=f"source-holdout-{args.family}-{args.model}"):
-        mlflow.set_tags({"promptcls.kind": "source_holdout", "promptcls.family": args.family,
-                         "promptcls.model": args.model})
+        mlflow.set_tags({KIND_TAG: "source_holdout", FAMILY_TAG: args.family,
+                         MODEL_TAG: args.model})
         log_new_params({k: v for k, v in dataclasses.asdict(args).items()})
         for i, source in enumerate(sources, 1):
             held = frame[frame["source"] == source]

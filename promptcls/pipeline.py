@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, DEFAULT_EXTERNAL
 from promptcls.families import FAMILIES, get_family
+from promptcls.names import PIPELINE_TAG
 from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError
 from promptcls.select import run as select
 from promptcls.tracking import entry_run, log_new_params
@@ -50,7 +51,7 @@ def run(args: MainArgs) -> None:
     common = dict(data=args.data, external=args.external, sample=args.sample, seed=args.seed,
                   experiment=args.experiment)
     with entry_run(args.experiment, run_name="main") as pipeline:
-        mlflow.set_tag("promptcls.pipeline", "main")
+        mlflow.set_tag(PIPELINE_TAG, "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds})
         results = []
         for name in args.families.split(","):  # lazily: the TF and torch families import their stacks here

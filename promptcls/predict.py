@@ -16,8 +16,8 @@ from tqdm import tqdm
 from promptcls.config import UsageError
 from promptcls.contract import OUTPUT_COLUMNS
 from promptcls.data import read_table
+from promptcls.names import CHAMPION_URI  # noqa: F401  (re-exported)
 
-CHAMPION_URI = "models:/promptcls@champion"
 
 
 def load(model_uri: str = CHAMPION_URI):

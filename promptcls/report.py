@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from promptcls import LABELS
 from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.names import FAMILY_TAG, KIND_TAG, MODEL_TAG
 from promptcls.tracking import MODEL_URI_TAG, entry_run, log_new_params, model_runs
 from promptcls.train import RANK_METRIC
 
@@ -64,7 +65,7 @@ def results_table(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         m, tags, params = run.data.metrics, run.data.tags, run.data.params
-        family, model = tags.get("promptcls.family", ""), tags.get("promptcls.model", run.info.run_name)
+        family, model = tags.get(FAMILY_TAG, ""), tags.get(MODEL_TAG, run.info.run_name)
         row = {"model": f"{family}/{model}" if family else model, "family": family, "status": run.info.status,
                "run_name": run.info.run_name, "run_id": run.info.run_id, "metrics_split": SPLIT,
                "best_params": json.dumps({k.removeprefix("hp_"): v for k, v in sorted(params.items())
@@ -159,7 +160,7 @@ def run(args: ReportArgs) -> pd.DataFrame:
     if not runs:
         raise UsageError(f"no run in {args.experiment!r} logged a model (tag {MODEL_URI_TAG}); nothing to report")
     with entry_run(args.experiment, run_name="report"):
-        mlflow.set_tag("promptcls.kind", "report")
+        mlflow.set_tag(KIND_TAG, "report")
         log_new_params({"experiment": args.experiment, "out": args.out, "metrics_split": SPLIT,
                         "n_model_runs": len(runs)})
         table = results_table(runs)

@@ -22,11 +22,12 @@ from mlflow.tracking import MlflowClient
 from promptcls import server
 from promptcls.card import registry_description, render_card
 from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
+from promptcls.names import (CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
+                             MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, champion_uri)
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
 log = logging.getLogger(__name__)
 DEFAULT_GATES = PROJECT_ROOT / "registry" / "gates.yaml"
-CHAMPION, PREVIOUS = "champion", "previous-champion"
 
 
 class SelectionError(UsageError):
@@ -118,8 +119,8 @@ def find_candidates(client: MlflowClient, experiment_id: str, args: SelectArgs) 
 
 
 def ranking_table(candidates: list[Candidate], args: SelectArgs) -> pd.DataFrame:
-    rows = [{"rank": i + 1, "run_id": c.run.info.run_id, "family": c.run.data.tags.get("promptcls.family"),
-             "model": c.run.data.tags.get("promptcls.model"),
+    rows = [{"rank": i + 1, "run_id": c.run.info.run_id, "family": c.run.data.tags.get(FAMILY_TAG),
+             "model": c.run.data.tags.get(MODEL_TAG),
              **{g.metric: c.run.data.metrics.get(g.metric) for g in args.gate_list},
              args.metric: c.run.data.metrics[args.metric],
              "gates": "passed" if c.passed else "; ".join(c.failures)} for i, c in enumerate(candidates)]
@@ -140,10 +141,10 @@ def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tup
     if champion.run_id == winner.info.run_id:
         return False, f"the winner is already the champion (version {champion.version})"
     champion_run = client.get_run(champion.run_id)
-    same_data = champion_run.data.tags.get("promptcls.data_digest") == winner.data.tags.get("promptcls.data_digest")
+    same_data = champion_run.data.tags.get(DATA_DIGEST_TAG) == winner.data.tags.get(DATA_DIGEST_TAG)
     if not same_data and not args.force:
         return False, (f"champion v{champion.version} was trained on other data (digest "
-                       f"{champion_run.data.tags.get('promptcls.data_digest')}); its {args.metric} is not comparable."
+                       f"{champion_run.data.tags.get(DATA_DIGEST_TAG)}); its {args.metric} is not comparable."
                        " Pass force=true to replace it anyway")
     old, new = champion_run.data.metrics.get(args.metric, float("-inf")), winner.data.metrics[args.metric]
     if same_data and new <= old:
@@ -154,8 +155,8 @@ def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tup
 def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
     """Register the winner, write its card, set aliases and the Production stage. Returns the new version."""
     metrics = winner.data.metrics
-    tags = {"data_digest": winner.data.tags.get("promptcls.data_digest", ""),
-            "code_version": winner.data.tags.get("promptcls.code_version", ""), "run_id": winner.info.run_id,
+    tags = {"data_digest": winner.data.tags.get(DATA_DIGEST_TAG, ""),
+            "code_version": winner.data.tags.get(CODE_VERSION_TAG, ""), "run_id": winner.info.run_id,
             **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_recall_c2", "val_false_alarm_rate",
                                                 "test_custom_score", "latency_p95_ms") if k in metrics}}
     version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=tags)
@@ -188,7 +189,7 @@ def run(args: SelectArgs) -> str | None:
     if experiment is None:
         raise SelectionError(f"experiment {args.experiment!r} not found at {mlflow.get_tracking_uri()}")
     with entry_run(args.experiment, run_name="select"):
-        mlflow.set_tag("promptcls.kind", "select")
+        mlflow.set_tag(KIND_TAG, "select")
         log_new_params({"metric": args.metric, "gates": "; ".join(g.describe() for g in args.gate_list),
                            "candidates_experiment": args.experiment, "dry_run": args.dry_run,
                            "registered_model": args.model_name})
@@ -203,8 +204,8 @@ def run(args: SelectArgs) -> str | None:
             raise SelectionError(f"no candidate passes the gates ({len(candidates)} ranked); registry unchanged")
         winner, champion = passing[0].run, current_champion(client, args.model_name)
         replace, reason = decide(client, winner, champion, args)
-        mlflow.set_tags({"promptcls.selected_run": winner.info.run_id, "promptcls.decision": reason})
-        label = f"{winner.data.tags.get('promptcls.family')}/{winner.data.tags.get('promptcls.model')}"
+        mlflow.set_tags({SELECTED_RUN_TAG: winner.info.run_id, DECISION_TAG: reason})
+        label = f"{winner.data.tags.get(FAMILY_TAG)}/{winner.data.tags.get(MODEL_TAG)}"
         if args.dry_run:
             print(f"dry run: would {'promote' if replace else 'keep the champion, not promote'} {label} "
                   f"(run {winner.info.run_id}): {reason}. Nothing changed.")
@@ -214,8 +215,8 @@ def run(args: SelectArgs) -> str | None:
             return champion.version if champion else None
         version, card = promote(client, winner, champion, args)
         mlflow.log_text(card, "model_card.md")
-        mlflow.set_tag("promptcls.promoted_version", version.version)
+        mlflow.set_tag(PROMOTED_VERSION_TAG, version.version)
         print(f"promoted {label} (run {winner.info.run_id}) as {args.model_name} v{version.version}: {reason}\n"
-              f"load it with models:/{args.model_name}@{CHAMPION} or models:/{args.model_name}/Production; "
+              f"load it with {champion_uri(args.model_name)} or models:/{args.model_name}/Production; "
               f"code version {code_version()}")
         return version.version

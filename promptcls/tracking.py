@@ -15,10 +15,9 @@ from mlflow.tracking import MlflowClient
 import promptcls
 from promptcls.config import PROJECT_ROOT
 from promptcls.distributed import is_main_process, rank, require_single_process
+from promptcls.names import CODE_VERSION_TAG, HOLDOUT_TAG, MODEL_URI_TAG  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-MODEL_URI_TAG = "promptcls.model_uri"  # set on every run that logged a contract model
-HOLDOUT_TAG = "promptcls.held_out_source"  # leave-one-source-out diagnostics: never candidates nor report rows
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on "Training runs"
 WRITE_RACE_ATTEMPTS = 3  # retry_unique_clash: tries when another run writes the same new row at once
@@ -71,7 +70,7 @@ def entry_run(experiment: str, run_name: str, multi_process: bool = False):
 
 def provenance_tags() -> dict[str, str]:
     """Tags every run carries (the seed and data digest are logged with the params and dataset)."""
-    return {"promptcls.code_version": code_version()}
+    return {CODE_VERSION_TAG: code_version()}
 
 
 def ensure_experiment_kind(experiment_id: str) -> None:

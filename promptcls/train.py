@@ -25,6 +25,7 @@ from promptcls.distributed import is_main_process, rank, require_single_process,
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
+from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_TAG
 from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
                                 provenance_tags)
@@ -47,7 +48,7 @@ def log_dataset(dataset: Dataset, splits: Splits) -> None:
         params[f"n_{split}"] = len(frame)
         params.update({f"n_{split}_c{c}": int(n) for c, n in counts.items()})
     mlflow.log_params(params)
-    mlflow.set_tag("promptcls.data_digest", dataset.digest)
+    mlflow.set_tag(DATA_DIGEST_TAG, dataset.digest)
     by_source = {split: frame.groupby(["source", "label"]).size().unstack(fill_value=0)
                  .rename(columns=dict(enumerate(LABELS))).to_dict(orient="index") for split, frame in splits.items()}
     mlflow.log_dict(by_source, "data/rows_by_source.json")
@@ -82,7 +83,7 @@ class FittedModel:
 
 def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainArgs) -> FittedModel:
     """Train one model into the active run and score the validation split only: all a tuning trial does."""
-    mlflow.set_tags({"promptcls.family": family.name, "promptcls.model": model_name, **provenance_tags()})
+    mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: model_name, **provenance_tags()})
     log.info("training %s/%s on %d rows", family.name, model_name, len(splits.train))
     start = time.perf_counter()
     classifier = family.train(model_name, splits, args)
@@ -149,7 +150,7 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
         if args.model != "all":
             metrics = train_one(family, args.model, splits, external, args)
             return [ModelResult(parent.info.run_id, family.name, args.model, metrics)]
-        mlflow.set_tags({"promptcls.family": family.name, "promptcls.model": "all"})
+        mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: "all"})
         results = []
         for name in models:
             with child_run(run_name=f"{family.name}-{name}") as child:
@@ -161,7 +162,7 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
         table = pd.DataFrame({r.model: r.metrics for r in results}).T
         mlflow.log_table(table.reset_index(names="model"), "summary.json")
         best = table.index[0]
-        mlflow.set_tag("promptcls.best_model", best)
+        mlflow.set_tag(BEST_MODEL_TAG, best)
         mlflow.log_metric(f"best_{RANK_METRIC}", float(table.loc[best, RANK_METRIC]))
         log.info("summary (by %s):\n%s", RANK_METRIC,
                  table[[RANK_METRIC, "test_custom_score", "train_seconds", "latency_p50_ms"]].to_string())

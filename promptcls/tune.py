@@ -34,13 +34,12 @@ from optuna.trial import TrialState
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, assignments, defaults, family_config
 from promptcls.data import Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
+from promptcls.names import (BEST_RUN_ID_TAG, BEST_TRIAL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG,
+                             STUDY_TAG, TRIAL_TAG)
 from promptcls.tracking import child_run, entry_run, log_new_params
 from promptcls.train import RANK_METRIC, fit_validated, log_dataset
 
 log = logging.getLogger(__name__)
-STUDY_TAG = "promptcls.study_name"
-TRIAL_TAG = "promptcls.trial_number"
-KIND_TAG = "promptcls.kind"
 DISTRIBUTIONS = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
 """search_space `type` -> the Optuna distribution that validates it; a trial draws it with `trial.suggest_<type>`."""
 CREATE_ATTEMPTS = 5
@@ -177,7 +176,7 @@ def make_objective(args: TuneArgs, splits: Splits, data_digest: str):
         with child_run(run_name=f"trial-{trial.number}") as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             mlflow.set_tags({KIND_TAG: "tune_trial", STUDY_TAG: args.study_name, TRIAL_TAG: str(trial.number),
-                             "promptcls.data_digest": data_digest})
+                             DATA_DIGEST_TAG: data_digest})
             mlflow.log_params(trial_args.to_params() | params | {"data_digest": data_digest,
                                                                  "trial_number": trial.number})
             fitted = fit_validated(args.family_impl, args.model, splits, trial_args)
@@ -241,7 +240,7 @@ def log_best(study: optuna.Study, args: TuneArgs) -> dict | None:
                "retrain": retrain_command(args, best.params)}
     mlflow.log_metric("best_value", best.value)
     mlflow.log_params({f"best_{k}": v for k, v in best.params.items()} | {"best_trial": best.number})
-    mlflow.set_tags({"promptcls.best_trial": str(best.number), "promptcls.best_run_id": summary["best_run_id"]})
+    mlflow.set_tags({BEST_TRIAL_TAG: str(best.number), BEST_RUN_ID_TAG: summary["best_run_id"]})
     mlflow.log_dict(summary, "tune/best_params.json")
     log_plots(study)
     return summary
@@ -255,8 +254,8 @@ def run(args: TuneArgs) -> optuna.Study:
     seed = sampler_seed(args)
     study = open_study(args, optuna.samplers.TPESampler(seed=seed))
     with entry_run(args.experiment, run_name=f"tune-{args.study_name}"):
-        mlflow.set_tags({KIND_TAG: "tune", STUDY_TAG: args.study_name, "promptcls.family": args.family,
-                         "promptcls.model": args.model})
+        mlflow.set_tags({KIND_TAG: "tune", STUDY_TAG: args.study_name, FAMILY_TAG: args.family,
+                         MODEL_TAG: args.model})
         log_new_params(dataclasses.asdict(args) | {"storage": redact(args.storage), "sampler_seed": seed,
                                                    "search_space": json.dumps(args.space)})
         log_dataset(dataset, splits)

@@ -29,6 +29,7 @@ from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.distributed import is_main_process, world_size
 from promptcls.families.base import Family
+from promptcls.names import MODEL_TAG
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -311,7 +312,7 @@ class TransformersFamily(Family):
         """A directory as `model` would put a whole path in the tag and run name: use its basename there."""
         if label == model_name:
             return
-        mlflow.set_tag("promptcls.model", label)
+        mlflow.set_tag(MODEL_TAG, label)
         run = mlflow.active_run()
         if run and run.info.run_name == f"{self.name}-{model_name}":
             mlflow.set_tag("mlflow.runName", f"{self.name}-{label}")
