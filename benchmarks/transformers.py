@@ -71,7 +71,8 @@ def main() -> None:
     from promptcls.data import load_dataset, split_dataset
     from promptcls.evaluate import latency_ms
     from promptcls.families import hf_training as hf
-    from promptcls.families.transformers_family import HFTextClassifier, TransformersFamily, resolve_model
+    from promptcls.families.transformers_family import (HFTextClassifier, TransformersFamily, model_input_names,
+                                                        resolve_model)
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -89,7 +90,7 @@ def main() -> None:
     n_batches = opts.steps + 1
     for mode in ("dynamic", "fixed"):
         model = fresh_model()
-        names = hf.model_input_names(model, tokenizer)
+        names = model_input_names(model, tokenizer)
         padding = "max_length" if mode == "fixed" else False
         data = hf.EncodedDataset(hf.tokenize(tokenizer, texts, opts.max_length, names, padding=padding), labels)
         if mode == "dynamic":  # what the family's Trainer does: length-grouped batches, padded per batch

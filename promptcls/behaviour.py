@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ import pandas as pd
 import yaml
 
 from promptcls import LABELS
-from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.config import UsageError, default_experiment, experiment_field
 from promptcls.names import BEHAVIOUR_MODEL_URI_TAG, BEHAVIOUR_NORMALIZER_TAG, KIND_TAG
 from promptcls.perturb import EVASIONS, INVARIANCES
 from promptcls.tracking import entry_run, log_new_params
@@ -64,10 +63,10 @@ class BehaviourArgs:
     model_uri: str = field(metadata={"help": "model to test: runs:/…/model, models:/name@alias, a local path"})
     cases: str = field(default=str(DEFAULT_CASES), metadata={"help": "YAML with the behavioural cases"})
     seed: int = field(default=0, metadata={"help": "seed of the random perturbations"})
-    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-                            metadata={"help": "experiment when not launched by `mlflow run`"})
+    experiment: str = experiment_field()
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         if not Path(self.cases).is_file():
             raise ValueError(f"cases: file not found: {self.cases}")
 

@@ -23,14 +23,42 @@ import yaml
 
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"
+DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"  # the corpus exists only in a source checkout, not in a wheel
 DEFAULT_EXTERNAL = PROJECT_ROOT / "data" / "external.jsonl"
+
+
+def default_experiment() -> str:
+    """The experiment when none is given: $MLFLOW_EXPERIMENT_NAME, else `prompt-classification`."""
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def experiment_field(help: str = "experiment when not launched by `mlflow run`"):
+    """The `experiment` field of every arg class: one default (`default_experiment`); '' also means it."""
+    return field(default_factory=default_experiment, metadata={"help": f"{help} ('' = $MLFLOW_EXPERIMENT_NAME, "
+                                                                       f"else {DEFAULT_EXPERIMENT})"})
+
+
+def check_input_file(name: str, path: str, skip_hint: str = "") -> None:
+    """A ValueError naming the argument when `path` is not a file; the bundled corpus files get a hint, since they
+    exist only in a source checkout (a non-editable install has no `data/`)."""
+    if Path(path).is_file():
+        return
+    if Path(path) in (DEFAULT_DATA, DEFAULT_EXTERNAL):
+        raise ValueError(f"{name}: the bundled {Path(path).name} is only in a source checkout of promptcls, not in "
+                         f"an installed package ({path} does not exist): pass {name}=PATH{skip_hint}")
+    raise ValueError(f"{name}: file not found: {path}")
 
 
 @cache
 def family_config(name: str) -> dict:
-    """A family's configuration, `promptcls/conf/<name>.yaml` (read once per process)."""
-    return yaml.safe_load(files("promptcls.conf").joinpath(f"{name}.yaml").read_text())
+    """A family's configuration, `promptcls/conf/<name>.yaml` (read once per process), validated by the family's
+    `CONFIG_SCHEMA` (promptcls/schemas.py): an unknown or misspelt key fails naming the file and key."""
+    from promptcls.families import config_schema  # lazily: the families import this module
+    from promptcls.schemas import validate
+
+    data = yaml.safe_load(files("promptcls.conf").joinpath(f"{name}.yaml").read_text())
+    validate(data, config_schema(name), f"promptcls/conf/{name}.yaml")
+    return data
 
 
 class UsageError(ValueError):
@@ -64,8 +92,7 @@ class TrainArgs:
     val_size: float = field(default=0.15, metadata={"help": "validation fraction (early stopping, selection)"})
     test_size: float = field(default=0.15, metadata={"help": "test fraction (final report only)"})
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
-    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-                            metadata={"help": "experiment when not launched by `mlflow run`"})
+    experiment: str = experiment_field()
     policy: str = field(default="none", metadata={"help": "decision policy fitted on validation: none (argmax) or "
                                                           "threshold (see promptcls/policy.py)"})
     policy_benign_flag_target: float = field(default=0.02, metadata={"help": "threshold policy: max validation "
@@ -85,10 +112,10 @@ class TrainArgs:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.sample < 0 or self.explain_samples < 0:
             raise ValueError(f"sample and explain_samples must be >= 0, got {self.sample}, {self.explain_samples}")
-        if not Path(self.data).is_file():
-            raise ValueError(f"data: file not found: {self.data}")
-        if self.external and not Path(self.external).is_file():
-            raise ValueError(f"external: file not found: {self.external}")
+        self.experiment = self.experiment or default_experiment()
+        check_input_file("data", self.data)
+        if self.external:
+            check_input_file("external", self.external, " (or external='' to skip the blind set)")
 
     def to_params(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from promptcls import LABELS
-from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.config import UsageError, default_experiment, experiment_field
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import load_dataset
 from promptcls.evaluate import log_scored, predict
@@ -32,10 +32,10 @@ class EvaluateArgs:
 
     data: str = field(metadata={"help": "labelled file: .jsonl, .json or .csv"})
     model_uri: str = field(default=CHAMPION_URI, metadata={"help": "models:/…, runs:/…/model, or a path"})
-    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-                            metadata={"help": "experiment when not under `mlflow run`"})
+    experiment: str = experiment_field("experiment when not under `mlflow run`")
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         if not os.path.isfile(self.data):
             raise UsageError(f"data: file not found: {self.data}")
 

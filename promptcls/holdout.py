@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import mlflow
 import pandas as pd
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, assignments
+from promptcls.config import DEFAULT_DATA, UsageError, assignments, default_experiment, experiment_field
 from promptcls.data import Splits, hold_out, load_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import FAMILY_TAG, KIND_TAG, MODEL_TAG
@@ -35,9 +35,10 @@ class SourceHoldoutArgs:
     sources: str = field(default="", metadata={"help": "comma-separated sources to hold out (default: all)"})
     family_args: str = field(default="", metadata={"help": "extra family arguments, e.g. 'cv_folds=2,seed=1'"})
     seed: int = field(default=42, metadata={"help": "seed"})
-    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata={"help": "experiment when not under `mlflow run`"})
+    experiment: str = experiment_field("experiment when not under `mlflow run`")
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         self.family_impl = get_family(self.family)
         extra = assignments(self.family_impl.args_class, self.family_args, "family_args")
         self.train_args = self.family_impl.args_class(model=self.model, data=self.data, external="",

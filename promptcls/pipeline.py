@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, DEFAULT_EXTERNAL
+from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, default_experiment, experiment_field
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import PIPELINE_TAG
 from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError
@@ -34,7 +34,7 @@ class MainArgs:
     sample: int = field(default=0, metadata={"help": "class-stratified subsample (0 = all rows)"})
     cv_folds: int = field(default=3, metadata={"help": "CV folds for the traditional grid searches"})
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
-    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata={"help": "experiment when not under `mlflow run`"})
+    experiment: str = experiment_field("experiment when not under `mlflow run`")
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
     families: str = field(default="traditional,deep_learning,transformers",
                           metadata={"help": "families to train, comma-separated"})
@@ -42,6 +42,7 @@ class MainArgs:
     transformer_epochs: int = field(default=1, metadata={"help": "epochs of the MiniLM fine-tune"})
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         unknown = set(self.families.split(",")) - set(FAMILIES)
         if unknown:
             raise ValueError(f"families: unknown {sorted(unknown)}; valid: {', '.join(FAMILIES)}")

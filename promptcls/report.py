@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from promptcls import LABELS
-from promptcls.config import DEFAULT_EXPERIMENT, UsageError
+from promptcls.config import UsageError, default_experiment, experiment_field
 from promptcls.names import FAMILY_TAG, KIND_TAG, MODEL_TAG
 from promptcls.tracking import MODEL_URI_TAG, entry_run, log_new_params, model_runs
 from promptcls.train import RANK_METRIC
@@ -52,12 +51,11 @@ TOP = 5
 class ReportArgs:
     """Compare the model runs of an experiment: results.csv and comparison plots, logged to a report run."""
 
-    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-                            metadata={"help": "experiment whose model runs are reported ('' = the default)"})
+    experiment: str = experiment_field("experiment whose model runs are reported")
     out: str = field(default="outputs/results.csv", metadata={"help": "local path results.csv is also written to"})
 
     def __post_init__(self):
-        self.experiment = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        self.experiment = self.experiment or default_experiment()
 
 
 def results_table(runs: list[Run]) -> pd.DataFrame:

@@ -6,7 +6,6 @@ Nothing in the registry changes until every check has passed; `dry_run` changes 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from promptcls import server
 from promptcls.card import registry_description, render_card
-from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
+from promptcls.config import PROJECT_ROOT, UsageError, default_experiment, experiment_field
 from promptcls.names import (CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
                              MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, champion_uri)
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
@@ -70,8 +69,7 @@ _OVERRIDE = re.compile(r"^\s*([\w.]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 class SelectArgs:
     """Rank runs, apply gates, register and promote the winner as the champion."""
 
-    experiment: str = field(default_factory=lambda: os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),
-                            metadata={"help": "experiment whose runs are candidates"})
+    experiment: str = experiment_field("experiment whose runs are candidates")
     metric: str = field(default="", metadata={"help": "ranking metric, higher is better (default: gates file)"})
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML"})
     gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_p95_ms<=50'"})
@@ -80,6 +78,7 @@ class SelectArgs:
     force: bool = field(default=False, metadata={"help": "replace a champion trained on a different data digest"})
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         path = Path(self.gates)
         if not path.is_file():
             raise SelectionError(f"gates: file not found: {path}")

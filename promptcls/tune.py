@@ -31,7 +31,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, UsageError, assignments, defaults, family_config
+from promptcls.config import (DEFAULT_DATA, UsageError, assignments, default_experiment, defaults, experiment_field,
+                              family_config)
 from promptcls.data import Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import (BEST_RUN_ID_TAG, BEST_TRIAL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG,
@@ -63,9 +64,10 @@ class TuneArgs:
     seed: int = field(default=42, metadata={"help": "seed of the splits, sampling and models (the same in every "
                                                     "trial) and of the sampler"})
     family_args: str = field(default="", metadata={"help": "fixed family arguments, e.g. 'max_epochs=5,policy=none'"})
-    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata={"help": "experiment when not under `mlflow run`"})
+    experiment: str = experiment_field("experiment when not under `mlflow run`")
 
     def __post_init__(self):
+        self.experiment = self.experiment or default_experiment()
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}")
         if self.timeout < 0:

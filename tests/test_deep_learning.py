@@ -119,7 +119,7 @@ def test_same_seed_same_metrics(run_entry_point):
 @pytest.mark.parametrize("param, value, valid", [
     ("model", "gru", "cnn, lstm, bilstm, hybrid, transformer, all"),
     ("loss", "hinge", "crossentropy, focal"),
-    ("class_weights", "1,2", "balanced, none or three positive numbers"),
+    ("class_weights", "1,2", "none, balanced or 3 comma-separated weights > 0"),
 ])
 def test_invalid_parameter_fails_before_training(run_entry_point, param, value, valid):
     experiment = f"test-deep-learning-invalid-{param}"

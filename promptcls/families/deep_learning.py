@@ -19,35 +19,50 @@ import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
+from promptcls import LABELS
+from promptcls.class_weights import class_weight_vector, parse_class_weights
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
 from promptcls.metrics import security_metrics
+from promptcls.schemas import SearchSpace, Strict
 
 log = logging.getLogger(__name__)
 LOSSES = ("crossentropy", "focal")
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "val_custom_score", "learning_rate")
 
 
+class Vocabulary(Strict):
+    max_tokens: int
+    standardize: str
+
+
+class Training(Strict):
+    monitor: str
+    reduce_lr_monitor: str
+    reduce_lr_factor: float
+    reduce_lr_patience: int
+    min_learning_rate: float
+    length_bucket: int
+
+
+class DeepLearningConfig(Strict):
+    """Schema of promptcls/conf/deep_learning.yaml; `models` values are keyword arguments of the builders in
+    keras_models.py (tests/code/test_configs.py builds each one)."""
+
+    vocabulary: Vocabulary
+    training: Training
+    models: dict[str, dict[str, Any]]
+    search_space: SearchSpace = {}
+
+
+CONFIG_SCHEMA = DeepLearningConfig
 load_config = partial(family_config, "deep_learning")  # promptcls/conf/deep_learning.yaml
-
-
-def parse_class_weights(value: str) -> list[float] | str:
-    """`balanced`, `none`, or three comma-separated weights (benign, suspicious, malicious)."""
-    if value in ("balanced", "none"):
-        return value
-    try:
-        weights = [float(w) for w in value.strip("[]() ").split(",")]
-    except ValueError:
-        weights = []
-    if len(weights) != 3 or any(w <= 0 for w in weights):
-        raise ValueError(f"class_weights must be balanced, none or three positive numbers like 1,2,3; got {value!r}")
-    return weights
 
 
 @dataclass
@@ -60,7 +75,7 @@ class DeepLearningArgs(TrainArgs):
     max_length: int = field(default=256, metadata={"help": "tokens kept per prompt (longer prompts are truncated)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "initial Adam learning rate"})
     embedding_dim: int = field(default=64, metadata={"help": "token embedding size"})
-    class_weights: str = field(default="balanced", metadata={"help": "balanced, none, or three weights like 1,1,2"})
+    class_weights: str = field(default="balanced", metadata={"help": "balanced, none, or three weights > 0 like 1,1,2"})
     loss: str = field(default="crossentropy", metadata={"help": "crossentropy or focal"})
     focal_gamma: float = field(default=2.0, metadata={"help": "focal loss focusing parameter (loss=focal)"})
     focal_alpha: float = field(default=0.25, metadata={"help": "focal loss weighting factor (loss=focal)"})
@@ -95,7 +110,7 @@ class KerasTextClassifier:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
-        proba = np.empty((len(texts), 3), dtype=np.float32)
+        proba = np.empty((len(texts), len(LABELS)), dtype=np.float32)
         with warnings.catch_warnings():  # a one-token prompt gives a softmax over one key; harmless
             warnings.filterwarnings("ignore", message="You are using a softmax over axis")
             for start in range(0, len(texts), self.BATCH):
@@ -147,11 +162,11 @@ class EpochLogger:
 
             def on_epoch_end(self, epoch, logs=None):
                 seconds = time.perf_counter() - self.started  # the training pass only
-                proba = np.empty((len(self.val_ids), 3), dtype=np.float32)
+                proba = np.empty((len(self.val_ids), len(LABELS)), dtype=np.float32)
                 for index, width in self.batches:
                     proba[index] = keras.ops.convert_to_numpy(self.model(self.val_ids[index, :width], training=False))
                 y_pred = proba.argmax(axis=1)
-                onehot = np.eye(3, dtype=np.float32)[self.val_labels]
+                onehot = np.eye(len(LABELS), dtype=np.float32)[self.val_labels]
                 scores = security_metrics(self.val_labels, y_pred)
                 logs["val_loss"] = float(keras.ops.convert_to_numpy(self.loss_fn(onehot, proba)))
                 logs["val_accuracy"] = scores["accuracy"]
@@ -226,11 +241,9 @@ class DeepLearningFamily(Family):
         core.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss=loss_fn, metrics=["accuracy"])
 
         y = splits.train["label"].to_numpy()
-        weights = parse_class_weights(args.class_weights)
-        weights = {"balanced": lambda: compute_class_weight("balanced", classes=np.arange(3), y=y),
-                   "none": lambda: np.ones(3)}[weights]() if isinstance(weights, str) else np.asarray(weights)
-        sample_weight = weights[y].astype(np.float32)
-        onehot = np.eye(3, dtype=np.float32)[y]
+        weights = class_weight_vector(args.class_weights, y)
+        sample_weight = (np.ones(len(LABELS)) if weights is None else weights)[y].astype(np.float32)
+        onehot = np.eye(len(LABELS), dtype=np.float32)[y]
         rng = np.random.default_rng(args.seed)
 
         def generate():  # a fresh shuffle each epoch, reproducible from the seed
@@ -238,7 +251,7 @@ class DeepLearningFamily(Family):
                 yield train_ids[index, :width], onehot[index], sample_weight[index]
 
         dataset = tf.data.Dataset.from_generator(generate, output_signature=(
-            tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None, 3), tf.float32),
+            tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None, len(LABELS)), tf.float32),
             tf.TensorSpec((None,), tf.float32))).apply(
             tf.data.experimental.assert_cardinality(-(-len(y) // args.batch_size)))
         logger = EpochLogger(val_ids, splits.val["label"].to_numpy(), loss_fn, training["length_bucket"],

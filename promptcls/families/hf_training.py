@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback,
                           TrainingArguments, default_data_collator)
 
+from promptcls.class_weights import class_weight_vector
 from promptcls.distributed import world_size
-from promptcls.families.transformers_family import model_input_names  # noqa: F401  (re-exported)
 from promptcls.metrics import security_metrics
 
 log = logging.getLogger(__name__)
@@ -210,11 +210,7 @@ def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, los
     return trainer
 
 
-def class_weights(spec: str, labels: np.ndarray, n_classes: int = 3) -> list[float] | None:
-    """`none`, `balanced` (n / (k * count_c)) or an explicit "w0,w1,w2"."""
-    if spec == "none":
-        return None
-    if spec == "balanced":
-        counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
-        return (len(labels) / (n_classes * np.maximum(counts, 1))).tolist()
-    return [float(x) for x in spec.split(",")]
+def class_weights(spec: str, labels: np.ndarray) -> list[float] | None:
+    """The loss's per-class weights (promptcls/class_weights.py): None for `none`."""
+    weights = class_weight_vector(spec, labels)
+    return None if weights is None else weights.tolist()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-N_CLASSES = 3
+from promptcls import LABELS
+
+N_CLASSES = len(LABELS)
 
 
 @keras.saving.register_keras_serializable(package="promptcls")

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import joblib
 import mlflow
@@ -21,16 +22,35 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.utils.class_weight import compute_sample_weight
 
+from promptcls.class_weights import parse_class_weights, sample_weights
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
 from promptcls.metrics import custom_score
+from promptcls.schemas import SearchSpace, Strict
 
 log = logging.getLogger(__name__)
 
 
+class TraditionalModel(Strict):
+    estimator: str  # import path of the estimator class
+    params: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    wrap: str | None = None
+    wrap_params: dict[str, Any] = {}
+    features: dict[str, dict[str, Any]] | None = None
+
+
+class TraditionalConfig(Strict):
+    """Schema of promptcls/conf/traditional.yaml."""
+
+    features: dict[str, dict[str, Any]]
+    models: dict[str, TraditionalModel]
+    search_space: SearchSpace = {}
+
+
+CONFIG_SCHEMA = TraditionalConfig
 load_config = partial(family_config, "traditional")  # promptcls/conf/traditional.yaml
 
 
@@ -40,7 +60,8 @@ class TraditionalArgs(TrainArgs):
 
     model: str = field(default="logreg", metadata={"help": "one of the models in conf/traditional.yaml, or all"})
     cv_folds: int = field(default=3, metadata={"help": "folds of the grouped stratified CV grid search"})
-    class_weights: str = field(default="balanced", metadata={"help": "balanced or none"})
+    class_weights: str = field(default="balanced", metadata={"help": "balanced, none, or three weights > 0 "
+                                                                             "like 1,1,2 (promptcls/class_weights.py)"})
     hp: str = field(default="", metadata={"help": "estimator params as a JSON object, e.g. '{\"C\": 8.0}': one fit "
                                                   "with them instead of the grid search (no CV); '' = grid search"})
 
@@ -52,8 +73,7 @@ class TraditionalArgs(TrainArgs):
             check_hp(self.model, self.hp)
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
-        if self.class_weights not in ("balanced", "none"):
-            raise ValueError(f"class_weights must be balanced or none, got {self.class_weights!r}")
+        parse_class_weights(self.class_weights)
         super().__post_init__()
 
 
@@ -132,7 +152,7 @@ class TraditionalFamily(Family):
         mlflow.log_params({"estimator": spec["estimator"], "estimator_params": json.dumps(spec.get("params", {})),
                            "features": json.dumps(features)})
         train = splits.train
-        weights = None if args.class_weights == "none" else compute_sample_weight("balanced", train["label"])
+        weights = sample_weights(args.class_weights, train["label"].to_numpy())
         if args.hp:  # one configuration (a tuning trial, or its winner retrained): no grid, no CV
             hp = check_hp(model_name, args.hp)
             pipeline = build_pipeline(spec, features, args.seed).set_params(**{f"clf__{k}": v for k, v in hp.items()})

@@ -23,13 +23,16 @@ from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
+from pydantic import model_validator
 
 from promptcls import LABELS
+from promptcls.class_weights import parse_class_weights
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.distributed import is_main_process, world_size
 from promptcls.families.base import Family
 from promptcls.names import MODEL_TAG
+from promptcls.schemas import SearchSpace, Strict
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -38,46 +41,55 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 load_config = partial(family_config, "transformers")  # promptcls/conf/transformers.yaml
 
 
-def _default(name: str):
-    return field(default_factory=lambda: load_config()["defaults"][name],
-                 metadata={"help": f"see promptcls/conf/transformers.yaml ({name})"})
+class TransformersModel(Strict):
+    package: str | None = None  # a Python package shipping the checkpoint (`<package>.get_model_path()`)
+    hub: str | None = None  # a Hugging Face hub id
+
+    @model_validator(mode="after")
+    def _located(self):
+        if self.package is None and self.hub is None:
+            raise ValueError("a model needs `package` or `hub`")
+        return self
+
+
+class TransformersConfig(Strict):
+    """Schema of promptcls/conf/transformers.yaml (run options are TransformersArgs fields, not YAML keys)."""
+
+    models: dict[str, TransformersModel]
+    search_space: SearchSpace = {}
+
+
+CONFIG_SCHEMA = TransformersConfig
 
 
 def _check_weights(name: str, spec: str) -> None:
-    if spec in ("none", "balanced"):
-        return
-    try:
-        weights = [float(x) for x in spec.split(",")]
-    except ValueError:
-        weights = []
-    if len(weights) != len(LABELS) or min(weights) < 0:
-        raise ValueError(f"{name} must be none, balanced or {len(LABELS)} comma-separated weights >= 0, got {spec!r}")
+    parse_class_weights(spec, name)
 
 
 @dataclass
 class TransformersArgs(TrainArgs):
     """Fine-tune a pre-trained transformer encoder (short name, hub id or local checkpoint directory)."""
 
-    model: str = field(default_factory=lambda: load_config()["default_model"],
+    model: str = field(default="minilm",
                        metadata={"help": "short name (minilm, bert, distilbert, roberta, albert, distilroberta, "
                                          "xlm-roberta), a hub id, or a local checkpoint directory"})
-    max_length: int = _default("max_length")
-    max_epochs: int = _default("max_epochs")
-    patience: int = _default("patience")
-    batch_size: int = _default("batch_size")
-    eval_batch_size: int = _default("eval_batch_size")
-    learning_rate: float = _default("learning_rate")
-    weight_decay: float = _default("weight_decay")
-    warmup_ratio: float = _default("warmup_ratio")
-    max_grad_norm: float = _default("max_grad_norm")
-    loss: str = _default("loss")
-    class_weights: str = _default("class_weights")
-    focal_gamma: float = _default("focal_gamma")
-    focal_alpha: str = _default("focal_alpha")
-    precision: str = _default("precision")
-    tokenization_num_proc: int = _default("tokenization_num_proc")
-    dataloader_num_workers: int = _default("dataloader_num_workers")
-    torch_threads: int = _default("torch_threads")
+    max_length: int = field(default=128, metadata={"help": "tokens; longer prompts are truncated"})
+    max_epochs: int = field(default=3, metadata={"help": "upper bound on epochs"})
+    patience: int = field(default=1, metadata={"help": "early stopping: epochs without a better val custom_score"})
+    batch_size: int = field(default=16, metadata={"help": "training batch size"})
+    eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
+    learning_rate: float = field(default=5.0e-5, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "share of the training steps with a linear warm-up"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    loss: str = field(default="ce", metadata={"help": "ce or focal"})
+    class_weights: str = field(default="none", metadata={"help": "ce: none, balanced, or 'w0,w1,w2' (each > 0)"})
+    focal_gamma: float = field(default=2.0, metadata={"help": "focal loss focusing parameter"})
+    focal_alpha: str = field(default="none", metadata={"help": "focal: none, balanced, or 'a0,a1,a2' (each > 0)"})
+    precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 only on a GPU), fp32, fp16, bf16"})
+    tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    torch_threads: int = field(default=0, metadata={"help": "0 = torch's default (one per core)"})
 
     def __post_init__(self):
         if self.model == "all":
