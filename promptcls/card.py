@@ -1,19 +1,20 @@
-"""Model card: rendered from `registry/model_card.md.j2` with a run's params, metrics and evaluation artifacts."""
+"""Model card: rendered from `promptcls/registry/model_card.md.j2` (package data) with a run's params, metrics and
+evaluation artifacts."""
 
 from __future__ import annotations
 
 import json
 import math
 from datetime import datetime, timezone
+from importlib.resources import files
 
 import jinja2
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import PROJECT_ROOT
 from promptcls.names import CODE_VERSION_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG
 
-TEMPLATE = PROJECT_ROOT / "registry" / "model_card.md.j2"
+TEMPLATE = files("promptcls.registry").joinpath("model_card.md.j2")  # package data: works from a wheel
 REPORT_METRICS = ("custom_score", "recall_c2", "precision_c1", "f1_c0", "false_alarm_rate", "missed_threat_rate",
                   "benign_flag_rate", "malicious_miss_rate", "accuracy", "f1_macro", "roc_auc")
 
@@ -54,7 +55,7 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
     sources = (_artifact_json(client, run_id, "data/rows_by_source.json") or {}).get("train")
     holdout = latest_source_holdout(client, run)
     template = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=False).from_string(
-        TEMPLATE.read_text())
+        TEMPLATE.read_text(encoding="utf-8"))
     return template.render(
         name=args.model_name, version=version, run_id=run_id, experiment=args.experiment, metric=args.metric,
         family=run.data.tags.get(FAMILY_TAG, "?"), model=run.data.tags.get(MODEL_TAG, "?"),

@@ -17,6 +17,7 @@ BEST_MODEL_TAG = "promptcls.best_model"  # a `model=all` parent: its best child 
 SELECTED_RUN_TAG = "promptcls.selected_run"  # a select run: the winner
 DECISION_TAG = "promptcls.decision"  # a select run: why the winner was (not) promoted
 PROMOTED_VERSION_TAG = "promptcls.promoted_version"  # a select run: the registered version it promoted
+UNCHECKED_GATES_TAG = "promptcls.unchecked_gates"  # a select run: optional gates no candidate logged a metric for
 CHAMPION_VERSION_TAG = "promptcls.champion_version"  # the main job's parent run: the champion after `select`
 STUDY_TAG = "promptcls.study_name"  # tune: the Optuna study
 TRIAL_TAG = "promptcls.trial_number"  # tune: a trial run's number in the study

@@ -46,7 +46,7 @@ def load_yaml(path: str | Path, schema: type[Strict]) -> Strict:
     return validate(data, schema, str(path))
 
 
-# ---- promotion gates (registry/gates.yaml) ---------------------------------------------------------------------
+# ---- promotion gates (promptcls/registry/gates.yaml) -------------------------------------------------------------
 
 class GateSpec(Strict):
     metric: str = Field(min_length=1)

@@ -9,24 +9,26 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import mlflow
 import pandas as pd
-import yaml
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from promptcls import server
 from promptcls.card import registry_description, render_card
-from promptcls.config import PROJECT_ROOT, UsageError, default_experiment, experiment_field
+from promptcls.config import UsageError, default_experiment, experiment_field
 from promptcls.names import (CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
-                             MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, champion_uri)
+                             MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, UNCHECKED_GATES_TAG,
+                             champion_uri)
+from promptcls.schemas import GatesFile, load_yaml
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
 log = logging.getLogger(__name__)
-DEFAULT_GATES = PROJECT_ROOT / "registry" / "gates.yaml"
+DEFAULT_GATES = Path(str(files("promptcls.registry").joinpath("gates.yaml")))  # package data: works from a wheel
 
 
 class SelectionError(UsageError):
@@ -41,7 +43,8 @@ class Gate:
     required: bool = True
 
     def describe(self) -> str:
-        return f"{self.metric} {'>= ' + str(self.min) if self.min is not None else '<= ' + str(self.max)}"
+        bounds = [f">= {self.min}"] * (self.min is not None) + [f"<= {self.max}"] * (self.max is not None)
+        return f"{self.metric} {' and '.join(bounds)}" + ("" if self.required else " (optional)")
 
     def failure(self, metrics: dict[str, float]) -> str | None:
         """None when passed, else why (with the margin)."""
@@ -65,6 +68,15 @@ class Gate:
 _OVERRIDE = re.compile(r"^\s*([\w.]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 
 
+def load_gates(path: str | Path) -> GatesFile:
+    """The gates file validated (promptcls/schemas.py): unknown keys, an empty gate list or a gate without a bound
+    fail naming the file and key, before any run is created."""
+    try:
+        return load_yaml(path, GatesFile)
+    except UsageError as exc:
+        raise SelectionError(f"gates: {exc}") from None
+
+
 @dataclass
 class SelectArgs:
     """Rank runs, apply gates, register and promote the winner as the champion."""
@@ -79,14 +91,8 @@ class SelectArgs:
 
     def __post_init__(self):
         self.experiment = self.experiment or default_experiment()
-        path = Path(self.gates)
-        if not path.is_file():
-            raise SelectionError(f"gates: file not found: {path}")
-        config = yaml.safe_load(path.read_text()) or {}
-        try:
-            gates = {g["metric"]: Gate(**g) for g in config.get("gates", [])}
-        except TypeError as exc:
-            raise SelectionError(f"{path}: bad gate entry ({exc}); fields are metric, min, max, required") from None
+        config = load_gates(self.gates)
+        gates = {g.metric: Gate(**g.model_dump()) for g in config.gates}
         for item in filter(None, self.gates_override.split(",")):
             match = _OVERRIDE.match(item)
             if not match:
@@ -94,8 +100,8 @@ class SelectArgs:
             name, op, value = match.groups()
             gates[name] = Gate(name, min=float(value)) if op == ">=" else Gate(name, max=float(value))
         self.gate_list = list(gates.values())
-        self.metric = self.metric or config.get("metric", "val_custom_score")
-        self.model_name = self.model_name or config.get("registered_model", "promptcls")
+        self.metric = self.metric or config.metric
+        self.model_name = self.model_name or config.registered_model
         if self.metric.startswith("test_") or any(g.metric.startswith("test_") for g in self.gate_list):
             raise SelectionError("test metrics are for the final report only; rank and gate on val_* metrics")
 
@@ -124,6 +130,22 @@ def ranking_table(candidates: list[Candidate], args: SelectArgs) -> pd.DataFrame
              args.metric: c.run.data.metrics[args.metric],
              "gates": "passed" if c.passed else "; ".join(c.failures)} for i, c in enumerate(candidates)]
     return pd.DataFrame(rows)
+
+
+def warn_unchecked(candidates: list[Candidate], args: SelectArgs) -> list[Gate]:
+    """Optional gates (`required: false`) whose metric no candidate logged checked nothing: most likely a misspelt
+    metric. Selection goes on (an optional gate may exist only for some families, e.g. CV std), but each such gate is
+    printed as a WARNING, logged, and tagged on the select run (`promptcls.unchecked_gates`)."""
+    unchecked = [g for g in args.gate_list if not g.required and candidates
+                 and not any(g.metric in c.run.data.metrics for c in candidates)]
+    for gate in unchecked:
+        message = (f"WARNING: optional gate {gate.describe()} checked nothing: none of the {len(candidates)} "
+                   f"candidates logged {gate.metric!r} (misspelt in {args.gates}?)")
+        print(message)
+        log.warning("%s", message)
+    if unchecked:
+        mlflow.set_tag(UNCHECKED_GATES_TAG, ",".join(g.metric for g in unchecked))
+    return unchecked
 
 
 def current_champion(client: MlflowClient, name: str):
@@ -198,6 +220,7 @@ def run(args: SelectArgs) -> str | None:
         print(table.drop(columns=["run_id"]).to_string(index=False) if len(table) else "(none)")
         if len(table):
             mlflow.log_text(table.to_csv(index=False), "selection/ranking.csv")
+        warn_unchecked(candidates, args)
         passing = [c for c in candidates if c.passed]
         if not passing:
             raise SelectionError(f"no candidate passes the gates ({len(candidates)} ranked); registry unchanged")
