@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from promptcls import LABELS
-from promptcls.config import UsageError, default_experiment, experiment_field
+from promptcls.config import DEFAULT_EXTERNAL, UsageError, default_experiment, experiment_field
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import load_dataset
 from promptcls.evaluate import log_scored, predict
@@ -30,7 +30,7 @@ from promptcls.tracking import entry_run, log_new_params
 class EvaluateArgs:
     """Score a model (any MLflow model URI) on a labelled file."""
 
-    data: str = field(metadata={"help": "labelled file: .jsonl, .json or .csv"})
+    data: str = field(default=str(DEFAULT_EXTERNAL), metadata={"help": "labelled file: .jsonl, .json or .csv"})
     model_uri: str = field(default=CHAMPION_URI, metadata={"help": "models:/…, runs:/…/model, or a path"})
     experiment: str = experiment_field("experiment when not under `mlflow run`")
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import subprocess
 
 import mlflow
@@ -15,12 +16,13 @@ from mlflow.tracking import MlflowClient
 import promptcls
 from promptcls.config import PROJECT_ROOT
 from promptcls.distributed import is_main_process, rank, require_single_process
-from promptcls.names import CODE_VERSION_TAG, HOLDOUT_TAG, MODEL_URI_TAG  # noqa: F401  (re-exported)
+from promptcls.names import CODE_VERSION_TAG, HOLDOUT_TAG, MODEL_URI_TAG, RUN_NAME_TAG  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on "Training runs"
 WRITE_RACE_ATTEMPTS = 3  # retry_unique_clash: tries when another run writes the same new row at once
+GENERATED_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d{1,4}$")  # MLflow's random run names (mlflow.utils.name_utils)
 
 
 def ensure_experiment(name: str) -> str:
@@ -61,11 +63,19 @@ def entry_run(experiment: str, run_name: str, multi_process: bool = False):
     elif "MLFLOW_RUN_ID" in os.environ:
         run = mlflow.start_run()
         ensure_experiment_kind(run.info.experiment_id)
+        name_generated_run(run, run_name)
     else:
         run = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name)
     with run:
         mlflow.set_tags(provenance_tags())
         yield run
+
+
+def name_generated_run(run, run_name: str) -> None:
+    """`mlflow run` creates the run with a random name ("bald-rat-848") unless given --run-name: name it after the
+    entry point (`main`, `select`, `traditional-all`, ...) so the runs list tells the runs apart."""
+    if GENERATED_RUN_NAME.match(run.info.run_name or ""):
+        mlflow.set_tag(RUN_NAME_TAG, run_name)
 
 
 def provenance_tags() -> dict[str, str]:

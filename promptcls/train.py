@@ -172,3 +172,28 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
 def main(family: Family, args: TrainArgs) -> None:
     """Entry point of one family's MLproject entry."""
     run_cli(lambda: run(family, args))
+
+
+def main_any(argv: list[str] | None = None) -> None:
+    """Entry point `train`: any family registered in promptcls/families by `--family`; `--model ''` = the family's
+    default model; the family's own fields as `--family-args 'field=value,...'`."""
+    import argparse
+    import dataclasses
+
+    from promptcls.config import assignments, parse_args
+    from promptcls.families import FAMILIES, get_family
+
+    pre = argparse.ArgumentParser(prog="train (generic)", add_help=False)
+    pre.add_argument("--family", default="traditional", choices=list(FAMILIES), help="registered family")
+    pre.add_argument("--model", default="", help="model within the family ('' = the family's default)")
+    pre.add_argument("--family-args", default="", help="the family's own fields, 'field=value,...'")
+    known, rest = pre.parse_known_args(argv)
+    if {"-h", "--help"} & set(rest):
+        print(pre.format_help())  # then the chosen family's own flags
+    family = get_family(known.family)
+    args = parse_args(family.args_class, rest + (["--model", known.model] if known.model else []))
+    try:
+        args = dataclasses.replace(args, **assignments(family.args_class, known.family_args, "family_args"))
+    except ValueError as exc:
+        pre.error(str(exc))
+    main(family, args)
