@@ -34,6 +34,12 @@ class Family(ABC):
         (1-based). The driver then logs the returned model's final metrics at the run's last step.
         """
 
+    def build_untrained(self, model_name: str) -> object:
+        """The model's configuration built into its untrained object (estimator pipeline, network, ...), tiny and
+        without data: tests/code/test_configs.py calls it for every model of every registered family, so a broken
+        YAML entry fails in seconds rather than mid-training."""
+        raise NotImplementedError(f"family {self.name!r} must implement build_untrained")
+
     @abstractmethod
     def requirements(self) -> list[str]:
         """Distributions the logged model needs beyond the base set (pinned at log time)."""

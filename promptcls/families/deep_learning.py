@@ -210,6 +210,11 @@ class DeepLearningFamily(Family):
     def model_names(self) -> list[str]:
         return list(load_config()["models"])
 
+    def build_untrained(self, model_name: str):
+        from promptcls.families.keras_models import BUILDERS
+
+        return BUILDERS[model_name](50, 16, 8, **load_config()["models"][model_name])  # vocab 50, 16 tokens, dim 8
+
     def requirements(self) -> list[str]:
         return ["tensorflow-cpu", "keras"]
 

@@ -144,6 +144,17 @@ class TraditionalFamily(Family):
     def requirements(self) -> list[str]:
         return ["scikit-learn", "joblib", "xgboost-cpu"]
 
+    def build_untrained(self, model_name: str) -> Pipeline:
+        config = load_config()
+        spec = config["models"][model_name]
+        pipeline = build_pipeline(spec, spec.get("features", config["features"]), seed=0)
+        valid = pipeline.named_steps["clf"].get_params()
+        unknown = sorted(set(spec.get("grid", {})) - set(valid))
+        if unknown:
+            raise ValueError(f"promptcls/conf/traditional.yaml models.{model_name}.grid: {unknown} are not params "
+                             f"of {spec['estimator']}")
+        return pipeline
+
     def train(self, model_name: str, splits: Splits, args: TraditionalArgs) -> SklearnTextClassifier:
         config = load_config()
         spec = config["models"][model_name]

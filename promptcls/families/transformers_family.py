@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from promptcls.schemas import SearchSpace, Strict
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 load_config = partial(family_config, "transformers")  # promptcls/conf/transformers.yaml
@@ -260,6 +262,20 @@ class TransformersFamily(Family):
 
     def model_names(self) -> list[str]:
         return list(load_config()["models"])
+
+    def build_untrained(self, model_name: str):
+        """A packaged checkpoint: its config built into a randomly initialised classifier with len(LABELS) outputs.
+        A hub model cannot be fetched offline: its entry is checked to name a hub id (`org/name`)."""
+        spec = load_config()["models"][model_name]
+        if "package" not in spec:
+            if not HUB_ID.match(spec["hub"]):
+                raise ValueError(f"promptcls/conf/transformers.yaml models.{model_name}.hub: not a hub id: "
+                                 f"{spec['hub']!r}")
+            return spec
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.from_pretrained(resolve_model(model_name).location, num_labels=len(LABELS))
+        return AutoModelForSequenceClassification.from_config(config)
 
     def requirements(self) -> list[str]:
         return ["torch", "transformers", "tokenizers", "safetensors"]
