@@ -1,4 +1,4 @@
-"""`promptcls` command line: the local tracking server, and prediction and batch scoring with the champion."""
+"""`promptcls` command line: the local tracking server, `select`, and prediction and batch scoring with the champion."""
 
 from __future__ import annotations
 
@@ -32,9 +32,24 @@ def _server(args: argparse.Namespace) -> int:
     return 0 if srv else 1
 
 
+def _select(argv: list[str]) -> int:
+    from promptcls.config import parse_args, run_cli
+    from promptcls.select import SelectArgs
+    from promptcls.select import run as select
+
+    args = parse_args(SelectArgs, argv)  # a bad gates file exits here (code 2), before anything is created
+    run_cli(lambda: select(args))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["select"]:  # the MLproject `select` entry, for an installed package without the checkout
+        return _select(argv[1:])
     parser = argparse.ArgumentParser(prog="promptcls", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("select", add_help=False, help="rank runs under the gates and promote the champion (as "
+                        "`mlflow run . -e select`; `promptcls select --help` lists its flags)")
     srv = commands.add_parser("server", help="start/stop/status of the local MLflow tracking server")
     srv.add_argument("action", choices=["start", "stop", "status"])
     srv.add_argument("--root", default=DEFAULT_ROOT, help=f"folder for mlflow.db and artifacts ({DEFAULT_ROOT})")
