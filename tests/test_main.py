@@ -22,3 +22,11 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     champion = client.get_model_version_by_alias("pc-main", "champion")
     assert champion.run_id == by_kind["select"].data.tags["promptcls.selected_run"]
     assert champion.run_id in {r.info.run_id for r in family_children} | {by_kind["deep_learning"].info.run_id}
+    # the parent run is named `main` (not mlflow run's random name) and carries the job's summary
+    assert main.info.run_name == "main"
+    assert main.data.tags["promptcls.champion_version"] == champion.version
+    assert main.data.metrics["n_candidates"] == 6 and main.data.metrics["champion_version"] == int(champion.version)
+    assert main.data.metrics["best_val_custom_score"] == max(
+        r.data.metrics["val_custom_score"] for r in [*family_children, by_kind["deep_learning"]])
+    assert "summary.json" in {a.path for a in client.list_artifacts(main.info.run_id)}
+    assert f"/#/experiments/{exp_id}?workflowType=machine_learning" in proc.stdout  # opens the training runs
