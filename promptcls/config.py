@@ -21,6 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from promptcls.errors import UsageError  # noqa: F401  (re-exported: `from promptcls.config import UsageError`)
+from promptcls.families import config_schema
+from promptcls.schemas import validate
+
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT / "data" / "prompts.jsonl"  # the corpus exists only in a source checkout, not in a wheel
@@ -53,16 +57,9 @@ def check_input_file(name: str, path: str, skip_hint: str = "") -> None:
 def family_config(name: str) -> dict:
     """A family's configuration, `promptcls/conf/<name>.yaml` (read once per process), validated by the family's
     `CONFIG_SCHEMA` (promptcls/schemas.py): an unknown or misspelt key fails naming the file and key."""
-    from promptcls.families import config_schema  # lazily: the families import this module
-    from promptcls.schemas import validate
-
     data = yaml.safe_load(files("promptcls.conf").joinpath(f"{name}.yaml").read_text())
     validate(data, config_schema(name), f"promptcls/conf/{name}.yaml")
     return data
-
-
-class UsageError(ValueError):
-    """Bad input or a refused operation: entry points report it as one line and exit with code 2."""
 
 
 def _bool(value: str) -> bool:

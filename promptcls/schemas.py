@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from promptcls.config import UsageError
+from promptcls.errors import UsageError
 
 
 class Strict(BaseModel):
