@@ -27,7 +27,8 @@ def test_no_tag_key_or_champion_uri_literal_outside_names():
 def test_ui_links_open_the_training_runs_view():
     assert names.experiment_url("http://127.0.0.1:5123/", "7") == \
         "http://127.0.0.1:5123/#/experiments/7?workflowType=machine_learning"
-    assert names.run_url("http://h:1", "7", "abc") == "http://h:1/#/experiments/7/runs/abc?workflowType=machine_learning"
+    assert names.run_url("http://h:1", "7", "abc") == \
+        "http://h:1/#/experiments/7/runs/abc?workflowType=machine_learning"
     assert names.champion_uri("pc") == "models:/pc@champion" and names.CHAMPION_URI == "models:/promptcls@champion"
 
 
