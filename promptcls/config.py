@@ -174,6 +174,7 @@ def run_cli(job: Callable[[], object]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per model load is noise
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # tracking.print_ui_links prints ours
     for noise in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=noise)
     try:

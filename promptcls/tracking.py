@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 import promptcls
 from promptcls.config import PROJECT_ROOT
 from promptcls.distributed import is_main_process, rank, require_single_process
-from promptcls.names import CODE_VERSION_TAG, HOLDOUT_TAG, MODEL_URI_TAG, RUN_NAME_TAG  # noqa: F401  (re-exported)
+from promptcls.names import (CODE_VERSION_TAG, HOLDOUT_TAG, MODEL_URI_TAG, RUN_NAME_TAG,  # noqa: F401  (re-exported)
+                             experiment_url, run_url)
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -58,7 +59,8 @@ def entry_run(experiment: str, run_name: str, multi_process: bool = False):
         require_single_process(f"{run_name!r}")
     elif not is_main_process():
         raise RuntimeError(f"rank {rank()} tried to open an MLflow run: only rank 0 logs")
-    if mlflow.active_run():
+    top_level = not mlflow.active_run()
+    if not top_level:
         run = child_run(run_name)
     elif "MLFLOW_RUN_ID" in os.environ:
         run = mlflow.start_run()
@@ -69,6 +71,18 @@ def entry_run(experiment: str, run_name: str, multi_process: bool = False):
     with run:
         mlflow.set_tags(provenance_tags())
         yield run
+    if top_level:
+        print_ui_links(run.info.experiment_id, run.info.run_id, run_name)
+
+
+def print_ui_links(experiment_id: str, run_id: str, run_name: str) -> None:
+    """Where a finished top-level run is in the UI, as links that open the training-runs view (names.py). They
+    replace MLflow's own (`config.run_cli` sets MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT), which can open the GenAI
+    overview."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"run {run_name}: {run_url(uri, experiment_id, run_id)}\n"
+              f"experiment: {experiment_url(uri, experiment_id)}")
 
 
 def name_generated_run(run, run_name: str) -> None:
