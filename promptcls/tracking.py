@@ -77,8 +77,9 @@ def entry_run(experiment: str, run_name: str, multi_process: bool = False):
 
 def print_ui_links(experiment_id: str, run_id: str, run_name: str) -> None:
     """Where a finished top-level run is in the UI, as links that open the training-runs view (names.py). They
-    replace MLflow's own (`config.run_cli` sets MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT), which can open the GenAI
-    overview."""
+    replace MLflow's own, which can open the GenAI overview (`config.run_cli` sets
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT; the `mlflow run` process itself still prints its link unless that
+    variable is set where `mlflow run` is started)."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
         print(f"run {run_name}: {run_url(uri, experiment_id, run_id)}\n"

@@ -56,7 +56,7 @@ def test_bad_gates_fail_before_any_run_or_registration(make_run, tmp_path):
     assert client.search_registered_models(f"name = '{name}'") == []
 
 
-def test_optional_gate_nobody_logged_is_warned_and_tagged(make_run, run_entry_point, tmp_path):
+def test_optional_gate_nobody_logged_is_warned_and_tagged(make_run, run_entry_point, tmp_path, tracking_server):
     exp, name = "gates-optional", "pc-gates-optional"
     winner = make_run(exp, "passing")
     path = tmp_path / "gates.yaml"
@@ -72,3 +72,7 @@ def test_optional_gate_nobody_logged_is_warned_and_tagged(make_run, run_entry_po
     assert select_run.data.tags[UNCHECKED_GATES_TAG] == "cv_custom_score_stdd"
     # the run `mlflow run` created (random name) is named after the entry point
     assert select_run.info.run_name == "select" == select_run.data.tags[RUN_NAME_TAG]
+    # its printed links open the training-runs view (the `mlflow run` process itself still prints MLflow's own)
+    exp_id = select_run.info.experiment_id
+    assert f"/#/experiments/{exp_id}/runs/{select_run.info.run_id}?workflowType=machine_learning" in proc.stdout
+    assert f"experiment: {tracking_server.uri}/#/experiments/{exp_id}?workflowType=machine_learning" in proc.stdout
