@@ -26,6 +26,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
+from promptcls.feedback.retrain import sample_weights
 from promptcls.metrics import custom_score
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class SklearnTextClassifier:
 class TraditionalFamily(Family):
     name = "traditional"
     args_class = TraditionalArgs
+    supports_sample_weights = True
 
     def model_names(self) -> list[str]:
         return list(load_config()["models"])
@@ -133,6 +135,7 @@ class TraditionalFamily(Family):
                            "features": json.dumps(features)})
         train = splits.train
         weights = None if args.class_weights == "none" else compute_sample_weight("balanced", train["label"])
+        weights = sample_weights(train, weights)  # times the feedback rows' weights, when there are any
         if args.hp:  # one configuration (a tuning trial, or its winner retrained): no grid, no CV
             hp = check_hp(model_name, args.hp)
             pipeline = build_pipeline(spec, features, args.seed).set_params(**{f"clf__{k}": v for k, v in hp.items()})
