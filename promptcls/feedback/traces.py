@@ -66,15 +66,17 @@ class _ExportFailures(logging.Handler):
 class DecisionRecorder:
     """Buffered, sampled decision traces. Thread-safe `submit`; call `close()` at shutdown (or use `with`)."""
 
-    def __init__(self, config: str | None = None, tracking_uri: str | None = None, source: str = "server",
-                 **overrides):
+    def __init__(self, config: str | None = None, source: str = "server", **overrides):
+        """`config`: a YAML file overriding keys of promptcls/conf/feedback.yaml; `overrides`: single keys
+        (benign_sample_rate=..., prompt_storage=..., experiment=..., queue_size=...). Traces go where this
+        process's MLflow tracking URI points at construction; `source` is tagged (server, score, ...)."""
         self.settings = load_settings("feedback", config, **overrides)
         if self.settings["prompt_storage"] not in STORAGE_MODES:
             raise ValueError(f"prompt_storage must be one of {', '.join(STORAGE_MODES)}, "
                              f"got {self.settings['prompt_storage']!r}")
         if not 0.0 <= self.settings["benign_sample_rate"] <= 1.0:
             raise ValueError(f"benign_sample_rate must be in [0, 1], got {self.settings['benign_sample_rate']}")
-        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        self.tracking_uri = mlflow.get_tracking_uri()
         self.source = source
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, self.settings["queue_size"]))
         self._lock = threading.Lock()
@@ -160,7 +162,9 @@ class DecisionRecorder:
                 "promptcls.model_version": record["model_version"], "promptcls.recorder": self.source,
                 "promptcls.prompt_storage": self.settings["prompt_storage"],
                 "promptcls.shadow_disagreement": str(record["shadow"]).lower()}
+        weight = 1.0 / self.settings["benign_sample_rate"] if record["why"] == "benign_sample" else 1.0
         metadata = {"promptcls.prompt_sha256": record["sha256"], "promptcls.prompt_chars": str(len(record["text"])),
+                    "promptcls.sample_weight": f"{weight:g}",  # decisions this trace stands for (drift monitor)
                     **({"promptcls.latency_ms": f"{float(latency):.3f}"} if latency is not None else {})}
         before = self._failures.count
         span = mlflow.start_span_no_context(
@@ -210,3 +214,26 @@ class DecisionRecorder:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def model_version(model_uri: str) -> str:
+    """The registry version behind `models:/name@alias` or `models:/name/N`, else the URI itself."""
+    if model_uri.startswith("models:/"):
+        name, _, ref = model_uri.removeprefix("models:/").partition("@")
+        try:
+            if ref:
+                return MlflowClient().get_model_version_by_alias(name, ref).version
+        except Exception:  # noqa: BLE001 - the version is a label on the trace, not worth failing for
+            return model_uri
+    return model_uri
+
+
+def record_scored(texts: pd.Series, scored: pd.DataFrame, model_uri: str, latency_ms: float,
+                  config: str | None = None) -> dict[str, int]:
+    """Record the decisions of a scored table (`promptcls score --record-traces`), waiting until all are written:
+    the queue holds the whole batch (a batch job is not a request). Returns the final stats."""
+    queue_size = max(len(scored), load_settings("feedback", config)["queue_size"])
+    with DecisionRecorder(config, source="score", queue_size=queue_size) as recorder:
+        recorder.submit(texts.fillna("").astype(str).tolist(), scored.reset_index(drop=True),
+                        model_version=model_version(model_uri), latency_ms=latency_ms)
+    return recorder.stats()
