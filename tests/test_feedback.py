@@ -58,9 +58,10 @@ def test_recorder_samples_benign_keeps_the_rest_and_hashes(tracking_server, corp
         assert not any(t in trace.to_json() for t in expected)  # the raw prompt is nowhere in a hashed trace
     (benign,) = [t for t, name in zip(texts, out["label_name"]) if name == "benign" and t not in expected][:1]
     with DecisionRecorder(experiment="fb-sampling", benign_sample_rate=0.0) as recorder:  # shadow disagreement
-        recorder.submit([benign, benign], predict([benign, benign]), shadow_disagreement=[True, False])
+        recorder.submit([benign, benign], predict([benign, benign]), shadow_labels=["malicious", "benign"])
     assert recorder.stats()["recorded"] == 1
-    assert read_decisions("fb-sampling", max_results=1)["recorded_because"].item() == "shadow_disagreement"
+    newest = read_decisions("fb-sampling", max_results=1).iloc[0]
+    assert (newest["recorded_because"], newest["shadow_label"]) == ("shadow_disagreement", "malicious")
 
 
 def test_recorder_drops_and_counts_when_the_server_is_unreachable(tracking_server, predict):

@@ -21,8 +21,8 @@ from promptcls.feedback.traces import OPTIONAL_COLUMNS, TRACE_NAME
 
 LABEL_ASSESSMENT = "label"
 COLUMNS = ["trace_id", "time", "verdict", "model_label", *SCORE_COLUMNS, *OPTIONAL_COLUMNS, "model_version",
-           "recorded_because", "sample_weight", "prompt_storage", "prompt_sha256", "text", "review_label", "reviewer",
-           "reviewed_at", "review_comment", "review_error"]
+           "recorded_because", "shadow_label", "sample_weight", "prompt_storage", "prompt_sha256", "text",
+           "review_label", "reviewer", "reviewed_at", "review_comment", "review_error"]
 
 
 def experiment_id(name: str) -> str:
@@ -63,6 +63,7 @@ def decision_row(trace) -> dict[str, object] | None:
            "model_label": outputs.get("label"), **{c: outputs.get(c) for c in (*SCORE_COLUMNS, *OPTIONAL_COLUMNS)},
            "model_version": tags.get("promptcls.model_version", ""),
            "recorded_because": tags.get("promptcls.recorded_because", ""),
+           "shadow_label": tags.get("promptcls.shadow_label", ""),
            "sample_weight": float(meta.get("promptcls.sample_weight", 1.0)),
            "prompt_storage": tags.get("promptcls.prompt_storage", ""),
            "prompt_sha256": meta.get("promptcls.prompt_sha256", inputs.get("text_sha256", "")),

@@ -101,34 +101,44 @@ class DecisionRecorder:
 
     def submit(self, texts: Sequence[str], predictions: pd.DataFrame, *, model_version: str = "",
                latency_ms: float | Sequence[float] | None = None,
-               shadow_disagreement: bool | Sequence[bool] | None = None) -> int:
+               shadow_disagreement: bool | Sequence[bool] | None = None,
+               shadow_labels: Sequence[str] | None = None) -> int:
         """Queue the decisions worth recording; never blocks, never raises. `predictions` is the contract's output
         for `texts` (label_name, score_*, and view/trigger_start/trigger_end when present); `latency_ms` and
-        `shadow_disagreement` are one value for the batch or one per row. Returns how many were queued."""
+        `shadow_disagreement` are one value for the batch or one per row. `shadow_labels` (one per row): the shadow
+        model's label_name, tagged on the trace; a disagreement with it is then a shadow disagreement unless
+        `shadow_disagreement` says otherwise. Returns how many were queued."""
         try:
-            return self._submit(list(texts), predictions, model_version, latency_ms, shadow_disagreement)
+            if shadow_labels is not None:
+                shadow_labels = [str(v) for v in shadow_labels]
+                if shadow_disagreement is None:
+                    shadow_disagreement = [a != b for a, b in zip(predictions["label_name"], shadow_labels)]
+            return self._submit(list(texts), predictions, model_version, latency_ms, shadow_disagreement,
+                                shadow_labels)
         except Exception as exc:  # noqa: BLE001 - recording must never break a request
             self._count("dropped_error", len(texts))
             log.warning("decision traces not recorded: %s", exc)
             return 0
 
-    def _submit(self, texts, predictions, model_version, latency_ms, shadow_disagreement) -> int:
+    def _submit(self, texts, predictions, model_version, latency_ms, shadow_disagreement, shadow_labels) -> int:
         n = len(texts)
         if len(predictions) != n:
             raise ValueError(f"{len(predictions)} predictions for {n} texts")
         latencies, shadows = _per_row(latency_ms, n, "latency_ms"), _per_row(shadow_disagreement, n, "shadow")
+        challengers = _per_row(shadow_labels, n, "shadow_labels")
         extra = [c for c in OPTIONAL_COLUMNS if c in predictions.columns]
         rows = predictions[["label", "label_name", *SCORE_COLUMNS, *extra]].to_dict(orient="records")
         queued = 0
         self._count("submitted", n)
-        for text, row, latency, shadow in zip(texts, rows, latencies, shadows):
+        for text, row, latency, shadow, challenger in zip(texts, rows, latencies, shadows, challengers):
             digest = sha256(text)
             why = recorded_because(str(row["label_name"]), bool(shadow), digest, self.settings["benign_sample_rate"])
             if why is None:
                 self._count("sampled_out")
                 continue
             record = {"text": text, "sha256": digest, "why": why, "row": row, "latency_ms": latency,
-                      "model_version": str(model_version), "shadow": bool(shadow), "end_ns": time.time_ns()}
+                      "model_version": str(model_version), "shadow": bool(shadow), "shadow_label": challenger,
+                      "end_ns": time.time_ns()}
             try:
                 self._queue.put_nowait(record)
                 queued += 1
@@ -161,7 +171,8 @@ class DecisionRecorder:
         tags = {"promptcls.verdict": str(row["label_name"]), "promptcls.recorded_because": record["why"],
                 "promptcls.model_version": record["model_version"], "promptcls.recorder": self.source,
                 "promptcls.prompt_storage": self.settings["prompt_storage"],
-                "promptcls.shadow_disagreement": str(record["shadow"]).lower()}
+                "promptcls.shadow_disagreement": str(record["shadow"]).lower(),
+                **({"promptcls.shadow_label": record["shadow_label"]} if record["shadow_label"] else {})}
         weight = 1.0 / self.settings["benign_sample_rate"] if record["why"] == "benign_sample" else 1.0
         metadata = {"promptcls.prompt_sha256": record["sha256"], "promptcls.prompt_chars": str(len(record["text"])),
                     "promptcls.sample_weight": f"{weight:g}",  # decisions this trace stands for (drift monitor)
