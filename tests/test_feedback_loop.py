@@ -15,6 +15,7 @@ import time
 
 import mlflow
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from promptcls import LABELS
@@ -54,6 +55,7 @@ def last_run(experiment: str, kind: str | None = None):
     return next(r for r in runs if kind is None or r.data.tags.get("promptcls.kind") == kind)
 
 
+@pytest.mark.slow
 def test_record_review_feedback_retrain_select(tracking_server, run_entry_point, tmp_path, capsys):
     exp, name, decisions = "loop", "pc-loop", "loop-decisions"
     corpus = load_dataset(DEFAULT_DATA).frame
@@ -77,6 +79,13 @@ def test_record_review_feedback_retrain_select(tracking_server, run_entry_point,
     assert len(recorded) >= 50 and "'dropped_error': 0" in proc.err and "'dropped_full': 0" in proc.err
     assert (recorded["verdict"] != "benign").sum() == (scored["label_name"] != "benign").sum()
     assert set(recorded["model_version"]) == {"1"}
+
+    # drift from the traces (sampled benign ones count twice) against the corpus scored by the champion: the
+    # traffic is drawn from the same corpus, so nothing may alarm
+    cli(capsys, "monitor", "--from-traces", decisions, "--reference", str(DEFAULT_DATA), "--model-uri",
+        f"models:/{name}@champion", "--reference-sample", "600", "--experiment", "loop-monitor")
+    window = int(last_run("loop-monitor").data.params["n_window"])
+    assert 240 <= window <= 360, window  # 300 decisions, reconstructed from the sample
 
     sheet = tmp_path / "review.csv"
     cli(capsys, "review", "export", "--experiment", decisions, "--output", str(sheet), "--only-unreviewed")
