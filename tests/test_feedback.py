@@ -31,9 +31,12 @@ def predict(small_classifier):
     return PromptClassifierModel(small_classifier).predict_texts
 
 
-def record(texts, predict, **settings):
+def record(texts, predict, span: bool = False, **settings):
+    predictions = predict(texts)
+    if span:  # the contract's optional view / trigger span columns (issue 12), recorded when the model has them
+        predictions = predictions.assign(view="canonical", trigger_start=3, trigger_end=9)
     with DecisionRecorder(**settings) as recorder:
-        recorder.submit(texts, predict(texts), model_version="7", latency_ms=12.5)
+        recorder.submit(texts, predictions, model_version="7", latency_ms=12.5)
     return recorder.stats()
 
 
@@ -43,13 +46,15 @@ def test_recorder_samples_benign_keeps_the_rest_and_hashes(tracking_server, corp
     expected = {t for t, name in zip(texts, out["label_name"])
                 if name != "benign" or int(sha256(t)[:8], 16) / 2**32 < 0.4}
     assert 0 < len(expected) < len(texts)
-    stats = record(texts, predict, experiment="fb-sampling", benign_sample_rate=0.4, prompt_storage="hashed")
+    stats = record(texts, predict, span=True, experiment="fb-sampling", benign_sample_rate=0.4,
+                   prompt_storage="hashed")
     assert stats | {"queued": 0} == {"submitted": 120, "sampled_out": 120 - len(expected), "recorded": len(expected),
                                      "dropped_full": 0, "dropped_error": 0, "queued": 0}
     table = read_decisions("fb-sampling")
     assert set(table["prompt_sha256"]) == {sha256(t) for t in expected}
     assert (table["text"] == "").all() and (table["prompt_storage"] == "hashed").all()
     assert (table["model_version"] == "7").all() and set(table["verdict"]) <= set(LABELS)
+    assert (table["view"] == "canonical").all() and (table["trigger_end"] == 9).all()
     by_hash = out.assign(h=[sha256(t) for t in texts]).set_index("h")
     for row in table.head(5).itertuples():
         assert row.score_malicious == pytest.approx(by_hash.loc[row.prompt_sha256, "score_malicious"])
