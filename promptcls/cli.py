@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from promptcls import server
+from promptcls.feedback import cli as feedback_cli
 from promptcls.names import CHAMPION_URI
 
 DEFAULT_ROOT = ".mlflow-local"
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     scr.add_argument("--batch-size", type=int, default=1024, help="rows per model call / Arrow batch (1024)")
     scr.add_argument("--spark-master", help="Spark master URL (default: spark-submit's, else local[*])")
     scr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    scr.add_argument("--record-traces", action="store_true",
+                     help="record the decisions as MLflow traces, sampled as the server does (pandas engine)")
+    scr.add_argument("--trace-config", help="YAML overriding keys of promptcls/conf/feedback.yaml")
     scr.set_defaults(handler=_score)
+    feedback_cli.register(commands)
     expl = commands.add_parser("explain", help="which tokens drove the champion's prediction for a prompt (SHAP)")
     expl.add_argument("text", help="the prompt")
     expl.add_argument("--model-uri", default=CHAMPION_URI, help="model to load")
@@ -107,7 +112,7 @@ def _score(args: argparse.Namespace) -> int:
 
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     run_cli(lambda: score(args.input, args.output, args.model_uri, args.engine, args.text_column, args.batch_size,
-                          keep, args.spark_master, args.overwrite))
+                          keep, args.spark_master, args.overwrite, args.record_traces, args.trace_config))
     return 0
 
 

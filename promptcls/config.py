@@ -97,6 +97,12 @@ class TrainArgs:
     policy_miss_target: float = field(default=0.05, metadata={"help": "threshold policy: max share of validation "
                                                                       "malicious rows below the suspicious floor"})
     explain_samples: int = field(default=40, metadata={"help": "validation prompts explained with SHAP (0 = off)"})
+    feedback: str = field(default="", metadata={"help": "reviewed feedback rows (`promptcls feedback build`) added to "
+                                                        "training; '' = none"})
+    feedback_weight: float = field(default=1.0, metadata={"help": "weight of a feedback training row (sample weight, "
+                                                                  "or ceil(weight) repeats)"})
+    feedback_holdout: float = field(default=0.3, metadata={"help": "share of the feedback held out, never trained "
+                                                                   "on, scored as feedback_* metrics"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
@@ -113,6 +119,11 @@ class TrainArgs:
         check_input_file("data", self.data)
         if self.external:
             check_input_file("external", self.external, " (or external='' to skip the blind set)")
+        if self.feedback:
+            check_input_file("feedback", self.feedback)
+        if not self.feedback_weight > 0 or not 0.0 < self.feedback_holdout < 1.0:
+            raise ValueError(f"feedback_weight must be > 0 and feedback_holdout in (0, 1), got "
+                             f"{self.feedback_weight}, {self.feedback_holdout}")
 
     def to_params(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -43,6 +43,8 @@ class SourceHoldoutArgs:
         extra = assignments(self.family_impl.args_class, self.family_args, "family_args")
         self.train_args = self.family_impl.args_class(model=self.model, data=self.data, external="",
                                                       seed=self.seed, experiment=self.experiment, **extra)
+        if self.train_args.feedback:
+            raise ValueError("family_args: feedback is not applied by source_holdout (a diagnostic of the corpus)")
 
 
 def source_table(results: dict[str, dict[str, float]], frame: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,24 @@ BEST_RUN_ID_TAG = "promptcls.best_run_id"
 EVALUATED_MODEL_TAG = "promptcls.evaluated_model"  # evaluate: the model URI scored
 BEHAVIOUR_MODEL_URI_TAG = "promptcls.behaviour.model_uri"
 BEHAVIOUR_NORMALIZER_TAG = "promptcls.behaviour.normalizer_matches_model"
+FEEDBACK_DIGEST_TAG = "promptcls.feedback_digest"  # a run trained with feedback=: the feedback file's digest
+DRIFT_TAG = "promptcls.drift"  # a monitor run: whether any drift threshold was crossed
 RUN_NAME_TAG = "mlflow.runName"  # MLflow's own: the name the runs list shows
+
+# ---- decision traces (promptcls.feedback) --------------------------------------------------------------------------
+TRACE_NAME = "promptcls.decision"  # the span every recorded decision is
+VERDICT_TAG = "promptcls.verdict"
+RECORDED_BECAUSE_TAG = "promptcls.recorded_because"
+TRACE_MODEL_VERSION_TAG = "promptcls.model_version"
+RECORDER_TAG = "promptcls.recorder"
+PROMPT_STORAGE_TAG = "promptcls.prompt_storage"
+SHADOW_DISAGREEMENT_TAG = "promptcls.shadow_disagreement"
+SHADOW_LABEL_TAG = "promptcls.shadow_label"
+PROMPT_SHA256_KEY = "promptcls.prompt_sha256"  # trace metadata
+PROMPT_CHARS_KEY = "promptcls.prompt_chars"
+SAMPLE_WEIGHT_KEY = "promptcls.sample_weight"  # decisions a sampled trace stands for (drift monitor)
+LATENCY_KEY = "promptcls.latency_ms"
+IMPORTED_FROM_KEY = "promptcls.imported_from"  # assessment metadata: file:line of a `review import`
 
 # ---- registry -----------------------------------------------------------------------------------------------------
 DEFAULT_MODEL_NAME = "promptcls"

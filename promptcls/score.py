@@ -41,16 +41,20 @@ def _check_paths(input: str, output: str, overwrite: bool) -> None:
 
 def score(input: str, output: str, model_uri: str = CHAMPION_URI, engine: str = "pandas", text_column: str = "text",
           batch_size: int = 1024, keep_columns: list[str] | None = None, spark_master: str | None = None,
-          overwrite: bool = False) -> int:
-    """Score `input` into `output` with `model_uri`; returns the number of rows scored."""
+          overwrite: bool = False, record_traces: bool = False, trace_config: str | None = None) -> int:
+    """Score `input` into `output` with `model_uri`; returns the number of rows scored. `record_traces` also
+    records the decisions as MLflow traces (promptcls/feedback/traces.py), sampled as the server does."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if record_traces and engine != "pandas":
+        raise UsageError("--record-traces works with the pandas engine only")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     _check_paths(input, output, overwrite)
     start = time.perf_counter()
     if engine == "pandas":
-        rows = _score_pandas(input, output, model_uri, text_column, batch_size, keep_columns)
+        rows = _score_pandas(input, output, model_uri, text_column, batch_size, keep_columns,
+                             trace_config, record_traces)
     else:
         rows = _score_spark(input, output, model_uri, text_column, batch_size, keep_columns, spark_master, overwrite)
     seconds = time.perf_counter() - start
@@ -58,10 +62,18 @@ def score(input: str, output: str, model_uri: str = CHAMPION_URI, engine: str = 
     return rows
 
 
-def _score_pandas(input, output, model_uri, text_column, batch_size, keep_columns) -> int:
+def _score_pandas(input, output, model_uri, text_column, batch_size, keep_columns, trace_config=None,
+                  record_traces=False) -> int:
     table = read_input(Path(input))
     output_columns(list(table.columns), text_column, keep_columns)  # fail on a bad column before loading the model
-    scored = score_frame(load(model_uri), table, text_column, batch_size, keep_columns, desc=f"scoring {input}")
+    model = load(model_uri)
+    start = time.perf_counter()
+    scored = score_frame(model, table, text_column, batch_size, keep_columns, desc=f"scoring {input}")
+    if record_traces:
+        from promptcls.feedback.traces import record_scored
+
+        per_row_ms = (time.perf_counter() - start) * 1000 / max(len(scored), 1)
+        _log(f"decision traces: {record_scored(table[text_column], scored, model_uri, per_row_ms, trace_config)}")
     out = Path(output)
     if out.is_dir():  # --overwrite of an earlier spark output folder
         shutil.rmtree(out)

@@ -25,6 +25,7 @@ from promptcls.distributed import is_main_process, rank, require_single_process,
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
+from promptcls.feedback.retrain import Feedback, load_feedback
 from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_TAG
 from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
@@ -95,10 +96,12 @@ def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainAr
 
 
 def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
-              args: TrainArgs) -> dict[str, float]:
+              args: TrainArgs, feedback: Feedback | None = None) -> dict[str, float]:
     """Train, evaluate and log one model into the active run; returns its metrics."""
     fitted = fit_validated(family, model_name, splits, args)
     fitted.score(splits.test, "test")
+    if feedback is not None and len(feedback.holdout):
+        fitted.score(feedback.holdout, "feedback")  # held-out reviewed rows: never trained on
     metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
@@ -139,6 +142,10 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
     dataset = load_dataset(args.data)
     frame = stratified_sample(dataset.frame, args.sample, args.seed)
     splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
+    feedback = None
+    if args.feedback:
+        feedback = load_feedback(args.feedback, splits, args.feedback_holdout, args.feedback_weight, args.seed)
+        splits = feedback.training_splits(splits, family.supports_sample_weights)
     models = family.model_names() if args.model == "all" else [args.model]
     if not is_main_process():
         return train_on_other_rank(family, models, splits, args)
@@ -147,8 +154,10 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
                    multi_process=family.supports_distributed) as parent:
         log_new_params(args.to_params())
         log_dataset(dataset, splits)
+        if feedback is not None:
+            feedback.log()
         if args.model != "all":
-            metrics = train_one(family, args.model, splits, external, args)
+            metrics = train_one(family, args.model, splits, external, args, feedback)
             return [ModelResult(parent.info.run_id, family.name, args.model, metrics)]
         mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: "all"})
         results = []
@@ -156,8 +165,10 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
             with child_run(run_name=f"{family.name}-{name}") as child:
                 mlflow.log_params(args.to_params() | {"model": name})
                 log_dataset(dataset, splits)
+                if feedback is not None:
+                    feedback.log()
                 results.append(ModelResult(child.info.run_id, family.name, name,
-                                           train_one(family, name, splits, external, args)))
+                                           train_one(family, name, splits, external, args, feedback)))
         results.sort(key=lambda r: r.metrics[RANK_METRIC], reverse=True)
         table = pd.DataFrame({r.model: r.metrics for r in results}).T
         mlflow.log_table(table.reset_index(names="model"), "summary.json")

@@ -35,6 +35,7 @@ from promptcls.config import (DEFAULT_DATA, UsageError, assignments, default_exp
                               family_config)
 from promptcls.data import Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.families import FAMILIES, get_family
+from promptcls.feedback.retrain import load_feedback
 from promptcls.names import (BEST_RUN_ID_TAG, BEST_TRIAL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG,
                              STUDY_TAG, TRIAL_TAG)
 from promptcls.tracking import child_run, entry_run, log_new_params
@@ -253,6 +254,11 @@ def run(args: TuneArgs) -> optuna.Study:
     dataset = load_dataset(args.data)
     frame = stratified_sample(dataset.frame, args.sample, args.seed)
     splits = split_dataset(frame, args.train_args.val_size, args.train_args.test_size, args.seed)
+    feedback = None
+    if args.train_args.feedback:  # family_args feedback=...: trials train on corpus + feedback, score validation
+        a = args.train_args
+        feedback = load_feedback(a.feedback, splits, a.feedback_holdout, a.feedback_weight, args.seed)
+        splits = feedback.training_splits(splits, args.family_impl.supports_sample_weights)
     seed = sampler_seed(args)
     study = open_study(args, optuna.samplers.TPESampler(seed=seed))
     with entry_run(args.experiment, run_name=f"tune-{args.study_name}"):
@@ -261,6 +267,8 @@ def run(args: TuneArgs) -> optuna.Study:
         log_new_params(dataclasses.asdict(args) | {"storage": redact(args.storage), "sampler_seed": seed,
                                                    "search_space": json.dumps(args.space)})
         log_dataset(dataset, splits)
+        if feedback is not None:
+            feedback.log()
         remaining = args.n_trials - len(complete_trials(study))
         log.info("study %s in %s: %d more complete trial(s) wanted (all workers together), sampler seed %d",
                  args.study_name, redact(args.storage), max(remaining, 0), seed)

@@ -16,6 +16,9 @@ class Family(ABC):
     """Family name, logged as the `promptcls.family` tag."""
     args_class: type[TrainArgs]
     """Dataclass of this family's arguments (extends TrainArgs)."""
+    supports_sample_weights: bool = False
+    """Whether `train` applies a `weight` column of `splits.train` (feedback rows); otherwise the driver repeats
+    weighted rows instead (promptcls/feedback/retrain.py)."""
     supports_distributed: bool = False
     """Whether `train` can run in every process of a torchrun job (WORLD_SIZE > 1). Such a family's `train` is
     then called on every rank, with an active MLflow run on rank 0 only: it must log only where

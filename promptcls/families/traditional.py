@@ -27,6 +27,7 @@ from promptcls.class_weights import parse_class_weights, sample_weights
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
+from promptcls.feedback.retrain import with_feedback_weights
 from promptcls.metrics import custom_score
 from promptcls.schemas import SearchSpace, Strict
 
@@ -137,6 +138,7 @@ class SklearnTextClassifier:
 class TraditionalFamily(Family):
     name = "traditional"
     args_class = TraditionalArgs
+    supports_sample_weights = True
 
     def model_names(self) -> list[str]:
         return list(load_config()["models"])
@@ -164,6 +166,7 @@ class TraditionalFamily(Family):
                            "features": json.dumps(features)})
         train = splits.train
         weights = sample_weights(args.class_weights, train["label"].to_numpy())
+        weights = with_feedback_weights(train, weights)  # times the feedback rows' weights, when there are any
         if args.hp:  # one configuration (a tuning trial, or its winner retrained): no grid, no CV
             hp = check_hp(model_name, args.hp)
             pipeline = build_pipeline(spec, features, args.seed).set_params(**{f"clf__{k}": v for k, v in hp.items()})
