@@ -32,12 +32,20 @@ class Connection:
         self.host, self.port, self.reader, self.writer = host, port, None, None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
+        """One request; a kept-alive connection the server has closed meanwhile is reopened once (as clients do)."""
+        reused = self.writer is not None
+        if not reused:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d"
                           b"\r\n\r\n%s" % (path.encode(), self.host.encode(), len(body), body))
         await self.writer.drain()
-        status = int((await self.reader.readline()).split()[1])
+        line = await self.reader.readline()
+        if not line:
+            self.close()
+            if reused:
+                return await self.post(path, body)
+            raise ConnectionError("connection closed before a response")
+        status = int(line.split()[1])
         length, close = 0, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")

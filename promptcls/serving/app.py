@@ -103,6 +103,11 @@ def create_app(holder: ModelHolder, limits: bodies.Limits, metrics: ServingMetri
     async def refused(_request, exc: bodies.BadRequest):
         return error(exc.status, str(exc))
 
+    @app.exception_handler(Exception)
+    async def crashed(_request, exc: Exception):  # anything unforeseen: a JSON error, never a verdict
+        log.exception("unhandled error")
+        return error(500, f"internal error ({type(exc).__name__}); no verdict")
+
     @app.exception_handler(HTTPException)
     async def http_error(_request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail))

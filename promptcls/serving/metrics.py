@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -53,8 +55,8 @@ class ServingMetrics:
 
     def observe_predictions(self, frame: pd.DataFrame) -> None:
         self.rows.observe(len(frame))
-        for name, count in frame["label_name"].value_counts().items():
-            self.verdicts.labels(name).inc(int(count))
+        for name, count in collections.Counter(frame["label_name"].tolist()).items():  # cheaper than value_counts
+            self.verdicts.labels(name).inc(count)
         for label in LABELS:
             column = f"score_{label}"
             if column in frame:
