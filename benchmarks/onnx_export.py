@@ -4,8 +4,10 @@ ONNX fp32 and ONNX int8 (onnxruntime dynamic quantisation): single-prompt latenc
 sample's validation split. The int8 target: within 0.5 points of torch's custom_score.
 
     PYTHONPATH=. python benchmarks/onnx_export.py [--sample 3000] [--epochs 1] [--out /tmp/minilm-onnx]
+    PYTHONPATH=. python benchmarks/onnx_export.py --checkpoint /tmp/minilm-onnx/torch   # re-measure, no training
 
-`--out` keeps the fp32 and int8 classifiers (`OnnxTextClassifier.save`) for benchmarks/serve.py --onnx-dir.
+`--out` keeps the fine-tuned torch checkpoint (`torch/`, for `--checkpoint`) and the fp32 and int8 classifiers
+(`OnnxTextClassifier.save`) for benchmarks/serve.py --onnx-dir.
 The fine-tune is short (a sample, one epoch): its scores are not the project's MiniLM figures, only a fair
 comparison of the three runtimes on the same weights. The machine's load average is printed.
 """
@@ -27,7 +29,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=100, help="single-prompt calls timed per runtime")
-    parser.add_argument("--out", default="", help="folder to keep the exported classifiers in")
+    parser.add_argument("--out", default="", help="folder to keep the checkpoint and exported classifiers in")
+    parser.add_argument("--checkpoint", default="", help="a kept torch/ folder: skip the fine-tune")
     opts = parser.parse_args()
 
     import mlflow
@@ -39,20 +42,25 @@ def main() -> None:
     from promptcls.data import load_dataset, split_dataset, stratified_sample
     from promptcls.evaluate import latency_ms, split_metrics
     from promptcls.families import hf_onnx
-    from promptcls.families.transformers_family import TransformersArgs, TransformersFamily
+    from promptcls.families.transformers_family import HFTextClassifier, TransformersArgs, TransformersFamily
 
     print(f"load before: {os.getloadavg()}", flush=True)
     frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, opts.sample, 42)
     splits = split_dataset(frame, 0.15, 0.15, 42)
     args = TransformersArgs(model="minilm", sample=opts.sample, max_epochs=opts.epochs, max_length=opts.max_length,
                             patience=0, explain_samples=0)
-    with local_server():
-        mlflow.set_experiment("bench-onnx")
-        with mlflow.start_run():
-            start = time.perf_counter()
-            torch_model = TransformersFamily().train("minilm", splits, args)
-            print(f"fine-tuned MiniLM on {len(splits.train)} rows, {opts.epochs} epoch(s), max_length "
-                  f"{opts.max_length}: {time.perf_counter() - start:.0f} s", flush=True)
+    if opts.checkpoint:  # same sample and seed: the same validation split the checkpoint was fine-tuned beside
+        torch_model = HFTextClassifier.load(opts.checkpoint)
+    else:
+        with local_server():
+            mlflow.set_experiment("bench-onnx")
+            with mlflow.start_run():
+                start = time.perf_counter()
+                torch_model = TransformersFamily().train("minilm", splits, args)
+                print(f"fine-tuned MiniLM on {len(splits.train)} rows, {opts.epochs} epoch(s), max_length "
+                      f"{opts.max_length}: {time.perf_counter() - start:.0f} s", flush=True)
+        if opts.out:
+            torch_model.save(str(Path(opts.out) / "torch"))
     runtimes = {"torch": torch_model, "onnx-fp32": hf_onnx.export(torch_model, "fp32"),
                 "onnx-int8": hf_onnx.export(torch_model, "int8")}
     val, texts = splits.val, splits.val["text"].tolist()

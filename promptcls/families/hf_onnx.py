@@ -104,14 +104,21 @@ def export(hf_classifier, precision: str = "fp32") -> OnnxTextClassifier:
         torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(fp32), input_names=names,
                           output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         model.to(device).eval()
-        out = fp32
-        if precision == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            out = Path(tmp) / "int8.onnx"
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
-        model_bytes = out.read_bytes()
-    meta = {"precision": precision, "opset": OPSET, "input_names": names, "max_length": hf_classifier.max_length,
+        model_bytes = fp32.read_bytes()
+    meta = {"precision": "fp32", "opset": OPSET, "input_names": names, "max_length": hf_classifier.max_length,
             "batch_size": hf_classifier.batch_size, "pad_id": tokenizer.pad_token_id,
             "pad_token": tokenizer.pad_token, "model_type": model.config.model_type}
-    return OnnxTextClassifier(model_bytes, tokenizer.backend_tokenizer.to_str(), meta)
+    exported = OnnxTextClassifier(model_bytes, tokenizer.backend_tokenizer.to_str(), meta)
+    return quantized(exported) if precision == "int8" else exported
+
+
+def quantized(fp32: OnnxTextClassifier) -> OnnxTextClassifier:
+    """int8 weights by onnxruntime's dynamic quantisation, one scale per output channel: on a MiniLM fine-tune that
+    kept validation custom_score within 0.43 points of fp32, where one scale per tensor lost 2.45 (README)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="promptcls-onnx-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(fp32.model_bytes)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        return OnnxTextClassifier(target.read_bytes(), fp32.tokenizer_json, {**fp32.meta, "precision": "int8"})
