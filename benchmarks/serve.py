@@ -119,6 +119,12 @@ def main() -> None:
         rows.append({"model": model, "server": server, "measure": what, **result.summary()})
         print(rows[-1], flush=True)
 
+    from promptcls.contract import PromptClassifierModel
+    from promptcls.evaluate import latency_ms
+
+    wrapper = PromptClassifierModel(tfidf)
+    p50, p95 = latency_ms(lambda t: wrapper.predict_texts([t]), texts, opts.requests)
+    print(f"tfidf-logreg in process (predict_texts, no HTTP): p50 {p50:.2f} ms, p95 {p95:.2f} ms", flush=True)
     with local_server():
         mlflow.set_experiment("bench-serve")
         models = {"tfidf-logreg": register(tfidf, "bench-tfidf", ["scikit-learn"], texts)}
