@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[deep,transformers,explain,scale,dev]"
+	$(BIN)/python -m pip install -q -e ".[deep,transformers,explain,scale,serve,dev]"
 	$(BIN)/python -m pip check
 	touch $@
 

@@ -94,8 +94,49 @@ def main(argv: list[str] | None = None) -> int:
     expl.add_argument("--model-uri", default=CHAMPION_URI, help="model to load")
     expl.add_argument("--top", type=int, default=15, help="tokens to show")
     expl.set_defaults(handler=_explain)
+    add_serve_parser(commands)
     args = parser.parse_args(argv)
     return args.handler(args)
+
+
+def add_serve_parser(commands) -> None:
+    from promptcls.serving.settings import serving_defaults
+
+    conf = serving_defaults()
+    limits, shadow = conf["limits"], conf["shadow"]
+    srv = commands.add_parser("serve", help="HTTP scoring server (FastAPI): /invocations, /metrics, hot swap, "
+                              "shadow; see README \"Serving\"")
+    srv.add_argument("--model-uri", default=conf["model_uri"], help=f"model to serve ({conf['model_uri']})")
+    srv.add_argument("--host", default=conf["host"], help=f"interface ({conf['host']})")
+    srv.add_argument("--port", type=int, default=conf["port"], help=f"port ({conf['port']})")
+    srv.add_argument("--shadow", help="challenger scored off the caller's path, e.g. models:/promptcls@challenger")
+    srv.add_argument("--token-file", help="bearer token file (default: $PROMPTCLS_SERVE_TOKEN; neither: no auth)")
+    srv.add_argument("--poll-interval-s", type=float, default=conf["poll_interval_s"],
+                     help=f"seconds between alias checks for a hot swap ({conf['poll_interval_s']}; 0 = never)")
+    for name, value in limits.items():
+        srv.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"limit ({value})")
+    srv.add_argument("--shadow-queue-size", type=int, default=shadow["queue_size"],
+                     help=f"requests waiting for the shadow; more are dropped ({shadow['queue_size']})")
+    srv.add_argument("--keep-disagreements", type=int, default=shadow["keep_disagreements"],
+                     help=f"newest disagreements kept for review ({shadow['keep_disagreements']})")
+    srv.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from promptcls.config import UsageError, run_cli
+    from promptcls.serving.bodies import Limits
+    from promptcls.serving.runner import ServeOptions, serve
+
+    def job():
+        try:
+            limits = Limits(args.max_body_bytes, args.max_rows, args.max_text_chars, args.timeout_s)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        serve(ServeOptions(args.model_uri, args.host, args.port, limits, args.poll_interval_s, args.shadow,
+                           args.token_file, args.shadow_queue_size, args.keep_disagreements))
+
+    run_cli(job)
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

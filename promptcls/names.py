@@ -26,6 +26,7 @@ BEST_RUN_ID_TAG = "promptcls.best_run_id"
 EVALUATED_MODEL_TAG = "promptcls.evaluated_model"  # evaluate: the model URI scored
 BEHAVIOUR_MODEL_URI_TAG = "promptcls.behaviour.model_uri"
 BEHAVIOUR_NORMALIZER_TAG = "promptcls.behaviour.normalizer_matches_model"
+ONNX_TAG = "promptcls.onnx"  # a transformers run that logged its ONNX export: fp32 or int8
 FEEDBACK_DIGEST_TAG = "promptcls.feedback_digest"  # a run trained with feedback=: the feedback file's digest
 DRIFT_TAG = "promptcls.drift"  # a monitor run: whether any drift threshold was crossed
 RUN_NAME_TAG = "mlflow.runName"  # MLflow's own: the name the runs list shows
@@ -47,7 +48,7 @@ IMPORTED_FROM_KEY = "promptcls.imported_from"  # assessment metadata: file:line 
 
 # ---- registry -----------------------------------------------------------------------------------------------------
 DEFAULT_MODEL_NAME = "promptcls"
-CHAMPION, PREVIOUS = "champion", "previous-champion"
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
 
 
 def champion_uri(model_name: str = DEFAULT_MODEL_NAME) -> str:

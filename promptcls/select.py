@@ -9,6 +9,7 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from promptcls import server
 from promptcls.card import registry_description, render_card
 from promptcls.config import UsageError, default_experiment, experiment_field
-from promptcls.names import (CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
+from promptcls.names import (CHALLENGER, CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
                              MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, UNCHECKED_GATES_TAG,
                              champion_uri)
 from promptcls.schemas import GatesFile, load_yaml
@@ -88,6 +89,9 @@ class SelectArgs:
     model_name: str = field(default="", metadata={"help": "registered model name (default: gates file)"})
     dry_run: bool = field(default=False, metadata={"help": "rank and report only; change nothing"})
     force: bool = field(default=False, metadata={"help": "replace a champion trained on a different data digest"})
+    challenger: bool = field(default=False, metadata={
+        "help": "also set the `challenger` alias on the best passing candidate that is not the champion "
+                "(for `promptcls serve --shadow models:/NAME@challenger`)"})
 
     def __post_init__(self):
         self.experiment = self.experiment or default_experiment()
@@ -173,14 +177,38 @@ def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tup
     return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f})"
 
 
-def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
-    """Register the winner, write its card, set aliases and the Production stage. Returns the new version."""
-    metrics = winner.data.metrics
-    tags = {"data_digest": winner.data.tags.get(DATA_DIGEST_TAG, ""),
-            "code_version": winner.data.tags.get(CODE_VERSION_TAG, ""), "run_id": winner.info.run_id,
+def version_tags(run: Run, args: SelectArgs) -> dict[str, str]:
+    """Tags of a registered version: provenance and the headline metrics of its run."""
+    metrics = run.data.metrics
+    return {"data_digest": run.data.tags.get(DATA_DIGEST_TAG, ""),
+            "code_version": run.data.tags.get(CODE_VERSION_TAG, ""), "run_id": run.info.run_id,
             **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_recall_c2", "val_false_alarm_rate",
                                                 "test_custom_score", "latency_p95_ms") if k in metrics}}
-    version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=tags)
+
+
+def mark_challenger(client: MlflowClient, passing: list[Candidate], champion_run_id: str | None,
+                    args: SelectArgs) -> None:
+    """Point the `challenger` alias at the best passing candidate other than the champion (its existing version,
+    else a new one); with none, the alias is left as it is."""
+    best = next((c.run for c in passing if c.run.info.run_id != champion_run_id), None)
+    if best is None:
+        print("challenger: no other passing candidate; alias unchanged")
+        return
+    run_id = best.info.run_id
+    if args.dry_run:
+        print(f"dry run: would set {CHALLENGER} to run {run_id}")
+        return
+    existing = client.search_model_versions(f"name = '{args.model_name}' and run_id = '{run_id}'")
+    version = existing[0] if existing else mlflow.register_model(best.data.tags[MODEL_URI_TAG], args.model_name,
+                                                                 tags=version_tags(best, args))
+    client.set_registered_model_alias(args.model_name, CHALLENGER, version.version)
+    print(f"challenger: {args.model_name} v{version.version} (run {run_id}); shadow it with "
+          f"promptcls serve --shadow models:/{args.model_name}@{CHALLENGER}")
+
+
+def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
+    """Register the winner, write its card, set aliases and the Production stage. Returns the new version."""
+    version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=version_tags(winner, args))
     card = render_card(client, winner, args, version.version)
     client.update_model_version(args.model_name, version.version,
                                 description=registry_description(card, winner.info.run_id))
@@ -228,12 +256,18 @@ def run(args: SelectArgs) -> str | None:
         replace, reason = decide(client, winner, champion, args)
         mlflow.set_tags({SELECTED_RUN_TAG: winner.info.run_id, DECISION_TAG: reason})
         label = f"{winner.data.tags.get(FAMILY_TAG)}/{winner.data.tags.get(MODEL_TAG)}"
+        challenger = partial(mark_challenger, client, passing,  # the champion after this selection
+                             winner.info.run_id if replace else champion.run_id, args)
         if args.dry_run:
             print(f"dry run: would {'promote' if replace else 'keep the champion, not promote'} {label} "
                   f"(run {winner.info.run_id}): {reason}. Nothing changed.")
+            if args.challenger:
+                challenger()
             return champion.version if champion else None
         if not replace:
             print(f"champion unchanged: {reason}")
+            if args.challenger:
+                challenger()
             return champion.version if champion else None
         version, card = promote(client, winner, champion, args)
         mlflow.log_text(card, "model_card.md")
@@ -241,4 +275,6 @@ def run(args: SelectArgs) -> str | None:
         print(f"promoted {label} (run {winner.info.run_id}) as {args.model_name} v{version.version}: {reason}\n"
               f"load it with {champion_uri(args.model_name)} or models:/{args.model_name}/Production; "
               f"code version {code_version()}")
+        if args.challenger:
+            challenger()
         return version.version

@@ -240,3 +240,18 @@ def test_card_quotes_leave_one_source_out_beside_random_split(make_run, run_entr
     card = client.get_model_version_by_alias(name, "champion").description
     assert "| custom_score | 0.7900 | 0.6100 (mean over sources) |" in card
     assert "0.5500 mean, 0.2200 worst source" in card and "0.0900 mean, 0.3100 worst source" in card
+
+
+def test_challenger_alias_on_best_candidate_that_is_not_champion(make_run, run_entry_point):
+    exp, name = "sel-challenger", "pc-challenger"
+    best, second = make_run(exp, "best", val_custom_score=0.90), make_run(exp, "second", val_custom_score=0.85)
+    make_run(exp, "failing", val_custom_score=0.95, val_recall_c2=0.5)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name, challenger="true")
+    client = MlflowClient()
+    assert champion_run(name) == best
+    assert client.get_model_version_by_alias(name, "challenger").run_id == second   # passing, not the champion
+    assert "shadow it with promptcls serve --shadow models:/pc-challenger@challenger" in proc.stdout
+    third = make_run(exp, "third", val_custom_score=0.88)  # does not beat the champion: it becomes the challenger
+    run_entry_point("select", exp, experiment=exp, model_name=name, challenger="true")
+    assert champion_run(name) == best and client.get_model_version_by_alias(name, "challenger").run_id == third
+    assert len(client.search_model_versions(f"name = '{name}'")) == 3

@@ -32,7 +32,8 @@ from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.distributed import is_main_process, world_size
 from promptcls.families.base import Family
-from promptcls.names import MODEL_TAG
+from promptcls.families.hf_onnx import PRECISIONS as ONNX_PRECISIONS
+from promptcls.names import MODEL_TAG, ONNX_TAG
 from promptcls.schemas import SearchSpace, Strict
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class TransformersArgs(TrainArgs):
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
     torch_threads: int = field(default=0, metadata={"help": "0 = torch's default (one per core)"})
+    export_onnx: str = field(default="none", metadata={
+        "help": "none: log the torch model; fp32 or int8: log its ONNX export (onnxruntime + tokenizers, no torch "
+                "in the requirements), evaluated like any model"})
 
     def __post_init__(self):
         if self.model == "all":
@@ -113,6 +117,8 @@ class TransformersArgs(TrainArgs):
             raise ValueError(f"loss must be ce or focal, got {self.loss!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.export_onnx not in ONNX_PRECISIONS:
+            raise ValueError(f"export_onnx must be one of {', '.join(ONNX_PRECISIONS)}, got {self.export_onnx!r}")
         _check_weights("class_weights", self.class_weights)
         _check_weights("focal_alpha", self.focal_alpha)
         super().__post_init__()
@@ -276,8 +282,12 @@ class TransformersFamily(Family):
 
         config = AutoConfig.from_pretrained(resolve_model(model_name).location, num_labels=len(LABELS))
         return AutoModelForSequenceClassification.from_config(config)
+    export_onnx = "none"  # set by `train`: which model the run logs
 
     def requirements(self) -> list[str]:
+        if self.export_onnx != "none":
+            from promptcls.families import hf_onnx
+            return list(hf_onnx.REQUIREMENTS)
         return ["torch", "transformers", "tokenizers", "safetensors"]
 
     def train(self, model_name: str, splits: Splits, args: TransformersArgs) -> HFTextClassifier:
@@ -333,8 +343,15 @@ class TransformersFamily(Family):
             best = max(evals, key=lambda e: e["eval_custom_score"])
             mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
                                 "train_samples_per_second": result.metrics["train_samples_per_second"]})
-        return HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
-                                tokenizer, args.max_length)
+        classifier = HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
+                                      tokenizer, args.max_length)
+        self.export_onnx = args.export_onnx
+        if args.export_onnx == "none":
+            return classifier
+        from promptcls.families import hf_onnx
+        if logs:
+            mlflow.set_tag(ONNX_TAG, args.export_onnx)
+        return hf_onnx.export(classifier, args.export_onnx)
 
     def _readable_names(self, model_name: str, label: str) -> None:
         """A directory as `model` would put a whole path in the tag and run name: use its basename there."""

@@ -1,0 +1,1 @@
+"""`promptcls serve`: a FastAPI + uvicorn scoring server for the champion (see README "Serving")."""
