@@ -119,6 +119,9 @@ def add_serve_parser(commands) -> None:
                      help=f"requests waiting for the shadow; more are dropped ({shadow['queue_size']})")
     srv.add_argument("--keep-disagreements", type=int, default=shadow["keep_disagreements"],
                      help=f"newest disagreements kept for review ({shadow['keep_disagreements']})")
+    srv.add_argument("--record-traces", action="store_true",
+                     help="record decisions as MLflow traces (sampled; see README \"Keeping the champion good\")")
+    srv.add_argument("--trace-config", help="YAML overriding keys of promptcls/conf/feedback.yaml")
     srv.set_defaults(handler=_serve)
 
 
@@ -133,7 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         serve(ServeOptions(args.model_uri, args.host, args.port, limits, args.poll_interval_s, args.shadow,
-                           args.token_file, args.shadow_queue_size, args.keep_disagreements))
+                           args.token_file, args.shadow_queue_size, args.keep_disagreements, args.record_traces,
+                           args.trace_config))
 
     run_cli(job)
     return 0

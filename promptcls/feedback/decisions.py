@@ -18,8 +18,8 @@ from promptcls.config import UsageError
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import _parse_label  # the loader's own label rules
 from promptcls.feedback.traces import OPTIONAL_COLUMNS, TRACE_NAME
-from promptcls.names import (PROMPT_STORAGE_TAG, RECORDED_BECAUSE_TAG, SAMPLE_WEIGHT_KEY, SHADOW_LABEL_TAG,
-                             TRACE_MODEL_VERSION_TAG, VERDICT_TAG)
+from promptcls.names import (PROMPT_SHA256_KEY, PROMPT_STORAGE_TAG, RECORDED_BECAUSE_TAG, SAMPLE_WEIGHT_KEY,
+                             SHADOW_LABEL_TAG, TRACE_MODEL_VERSION_TAG, VERDICT_TAG)
 
 LABEL_ASSESSMENT = "label"
 COLUMNS = ["trace_id", "time", "verdict", "model_label", *SCORE_COLUMNS, *OPTIONAL_COLUMNS, "model_version",
@@ -68,7 +68,7 @@ def decision_row(trace) -> dict[str, object] | None:
            "shadow_label": tags.get(SHADOW_LABEL_TAG, ""),
            "sample_weight": float(meta.get(SAMPLE_WEIGHT_KEY, 1.0)),
            "prompt_storage": tags.get(PROMPT_STORAGE_TAG, ""),
-           "prompt_sha256": meta.get("promptcls.prompt_sha256", inputs.get("text_sha256", "")),
+           "prompt_sha256": meta.get(PROMPT_SHA256_KEY, inputs.get("text_sha256", "")),
            "text": inputs.get("text", "")}
     return row | human_label(trace)
 

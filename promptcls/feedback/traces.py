@@ -25,9 +25,9 @@ from promptcls import server
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.feedback.redact import STORAGE_MODES, sha256, stored_prompt
 from promptcls.feedback.settings import load_settings
-from promptcls.names import (LATENCY_KEY, PROMPT_CHARS_KEY, PROMPT_STORAGE_TAG, RECORDED_BECAUSE_TAG, RECORDER_TAG,
-                             SAMPLE_WEIGHT_KEY, SHADOW_DISAGREEMENT_TAG, SHADOW_LABEL_TAG, TRACE_MODEL_VERSION_TAG,
-                             TRACE_NAME, VERDICT_TAG)
+from promptcls.names import (LATENCY_KEY, PROMPT_CHARS_KEY, PROMPT_SHA256_KEY, PROMPT_STORAGE_TAG,
+                             RECORDED_BECAUSE_TAG, RECORDER_TAG, SAMPLE_WEIGHT_KEY, SHADOW_DISAGREEMENT_TAG,
+                             SHADOW_LABEL_TAG, TRACE_MODEL_VERSION_TAG, TRACE_NAME, VERDICT_TAG)
 
 log = logging.getLogger(__name__)
 OPTIONAL_COLUMNS = ("view", "trigger_start", "trigger_end")  # the contract's span columns, when the model has them
@@ -176,7 +176,7 @@ class DecisionRecorder:
                 SHADOW_DISAGREEMENT_TAG: str(record["shadow"]).lower(),
                 **({SHADOW_LABEL_TAG: record["shadow_label"]} if record["shadow_label"] else {})}
         weight = 1.0 / self.settings["benign_sample_rate"] if record["why"] == "benign_sample" else 1.0
-        metadata = {"promptcls.prompt_sha256": record["sha256"], PROMPT_CHARS_KEY: str(len(record["text"])),
+        metadata = {PROMPT_SHA256_KEY: record["sha256"], PROMPT_CHARS_KEY: str(len(record["text"])),
                     SAMPLE_WEIGHT_KEY: f"{weight:g}",  # decisions this trace stands for (drift monitor)
                     **({LATENCY_KEY: f"{float(latency):.3f}"} if latency is not None else {})}
         before = self._failures.count

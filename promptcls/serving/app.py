@@ -81,7 +81,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(holder: ModelHolder, limits: bodies.Limits, metrics: ServingMetrics, token: str | None = None,
-               shadow: Shadow | None = None) -> FastAPI:
+               shadow: Shadow | None = None, recorder=None) -> FastAPI:
+    """`recorder`: a `promptcls.feedback.traces.DecisionRecorder` that records decisions as MLflow traces off the
+    request path (with a shadow, after the shadow has scored them); None records nothing."""
     @asynccontextmanager
     async def lifespan(_app):
         holder.start()
@@ -91,6 +93,8 @@ def create_app(holder: ModelHolder, limits: bodies.Limits, metrics: ServingMetri
         holder.stop()
         if shadow:
             shadow.stop()
+        if recorder is not None:
+            recorder.close(timeout=10)
 
     app = FastAPI(title="promptcls", version=promptcls.__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
@@ -143,6 +147,7 @@ def create_app(holder: ModelHolder, limits: bodies.Limits, metrics: ServingMetri
         texts = bodies.parse(await read_body(request, limits.max_body_bytes),
                              request.headers.get("content-type", ""), limits)
         served = holder.current  # this request finishes on this model, whatever a swap does meanwhile
+        start = time.perf_counter()
         try:
             frame = await asyncio.wait_for(anyio.to_thread.run_sync(served.predict, texts, abandon_on_cancel=True),
                                            limits.timeout_s)
@@ -155,9 +160,12 @@ def create_app(holder: ModelHolder, limits: bodies.Limits, metrics: ServingMetri
             return error(500, f"model failed ({type(exc).__name__}): {exc}; no verdict")
         if len(frame) != len(texts) or "label_name" not in frame:
             return error(500, f"model returned {len(frame)} rows for {len(texts)} prompts; no verdict")
+        latency_ms = (time.perf_counter() - start) * 1000
         metrics.observe_predictions(frame)
         if shadow:
-            shadow.submit(texts, frame["label_name"].tolist(), served.version)
+            shadow.submit(texts, frame, served.version, latency_ms)
+        elif recorder is not None:
+            recorder.submit(texts, frame, model_version=served.version, latency_ms=latency_ms)
         return JSONResponse({"predictions": frame.to_dict(orient="records")})
 
     return app

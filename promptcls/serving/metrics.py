@@ -6,6 +6,7 @@ import collections
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from promptcls import LABELS
 from promptcls.serving.models import Served
@@ -48,6 +49,11 @@ class ServingMetrics:
         for result in ("success", "failure"):
             self.swaps.labels("champion", result)
 
+    def watch_recorder(self, recorder) -> None:
+        """Export a `DecisionRecorder`'s counts (promptcls.feedback.traces): decisions recorded as traces, sampled
+        out, dropped because its queue was full or the tracking server failed, and the queue's length."""
+        self.registry.register(_RecorderCollector(recorder))
+
     def set_model(self, role: str, served: Served) -> None:
         for labels in [s.labels for s in self.model_info.collect()[0].samples if s.labels.get("role") == role]:
             self.model_info.remove(*(labels[k] for k in ("role", "name", "version", "alias", "run_id")))
@@ -71,3 +77,20 @@ class ServingMetrics:
         self._agree, self._disagree = self._agree + agree, self._disagree + disagree
         if self._agree + self._disagree:
             self.shadow_agreement.set(self._agree / (self._agree + self._disagree))
+
+
+class _RecorderCollector:
+    """Reads `recorder.stats()` at scrape time, so the request path never touches these series."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def collect(self):
+        stats = self.recorder.stats()
+        decisions = CounterMetricFamily("promptcls_trace_decisions", "decisions given to the trace recorder, by "
+                                        "outcome (recorded, sampled_out, dropped_full, dropped_error)", labels=["outcome"])
+        for outcome in ("recorded", "sampled_out", "dropped_full", "dropped_error"):
+            decisions.add_metric([outcome], stats.get(outcome, 0))
+        yield decisions
+        yield GaugeMetricFamily("promptcls_trace_queue", "decisions waiting to be written as traces",
+                                value=stats.get("queued", 0))

@@ -29,6 +29,8 @@ class ServeOptions:
     token_file: str | None = None
     shadow_queue_size: int = 256
     keep_disagreements: int = 1000
+    record_traces: bool = False
+    trace_config: str | None = None
 
 
 def read_token(token_file: str | None) -> str | None:
@@ -65,15 +67,21 @@ def build_app(options: ServeOptions):
         return on_swap
 
     holder = ModelHolder(_load(options.model_uri, "served"), options.poll_interval_s, counted("champion"))
+    recorder = None
+    if options.record_traces:
+        from promptcls.feedback.traces import DecisionRecorder
+
+        recorder = DecisionRecorder(options.trace_config, source="server")
+        metrics.watch_recorder(recorder)
     shadow = None
     if options.shadow_uri:
         shadow_holder = ModelHolder(_load(options.shadow_uri, "shadow"), options.poll_interval_s, counted("shadow"),
                                     role="shadow")
-        shadow = Shadow(shadow_holder, metrics, options.shadow_queue_size, options.keep_disagreements)
+        shadow = Shadow(shadow_holder, metrics, options.shadow_queue_size, options.keep_disagreements, recorder)
     log.info("serving %s (version %s)%s%s", options.model_uri, holder.current.version or "-",
              f", shadow {options.shadow_uri} (version {shadow.holder.current.version or '-'})" if shadow else "",
              ", bearer-token auth on" if token else "")
-    return create_app(holder, options.limits, metrics, token, shadow)
+    return create_app(holder, options.limits, metrics, token, shadow, recorder)
 
 
 def serve(options: ServeOptions) -> None:

@@ -16,7 +16,7 @@ def test_no_tag_key_or_champion_uri_literal_outside_names():
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if re.fullmatch(r"promptcls\.[a-z_.]+", node.value) and not node.value.startswith(
+                if re.fullmatch(r"promptcls\.[a-z0-9_.]+", node.value) and not node.value.startswith(
                         ("promptcls.families", "promptcls.conf", "promptcls.registry")):  # module names
                     offenders.append(f"{path.name}:{node.lineno} {node.value!r}")
                 if "@champion" in node.value:
