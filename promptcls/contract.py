@@ -30,7 +30,7 @@ from promptcls.policy import DecisionPolicy
 
 SCORE_COLUMNS = [f"score_{name}" for name in LABELS]
 OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS]
-BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml")
+BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml", "confusable-homoglyphs")
 
 
 class TextClassifier(Protocol):
