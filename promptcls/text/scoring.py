@@ -1,0 +1,51 @@
+"""What the contract scores for each prompt, and how it decides among them.
+
+Per canonical prompt: the prompt itself (`original`), each de-obfuscation view (`views.py`), and, for any of those
+longer than the classifier's window, its overlapping windows (`windows.py`; a window of the original reports its
+own span, a window of a view the view's span). An empty prompt is one `empty` candidate with the documented
+verdict. The decision is the most severe candidate: highest label (malicious > suspicious > benign), then highest
+P(malicious), then the earliest (the original first) -- so a view or window can raise a verdict, never lower it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from promptcls.text.views import views
+from promptcls.text.windows import windows
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: int
+    view: str
+    text: str
+    start: int  # span in the canonical prompt
+    end: int
+
+
+def candidates(canonical: list[str], window_chars: int) -> list[Candidate]:
+    pool = []
+    for row, text in enumerate(canonical):
+        if not text:
+            pool.append(Candidate(row, "empty", "", 0, 0))
+            continue
+        for view in [Candidate(row, "original", text, 0, len(text)),
+                     *(Candidate(row, v.name, v.text, v.start, v.end) for v in views(text))]:
+            pool.append(view)
+            for start, end in windows(view.text, window_chars):
+                span = (start, end) if view.view == "original" else (view.start, view.end)
+                pool.append(Candidate(row, view.view, view.text[start:end], *span))
+    return pool
+
+
+def most_severe(pool: list[Candidate], labels: np.ndarray, p_malicious: np.ndarray, n_rows: int) -> list[int]:
+    """Per prompt row, the index in `pool` of its deciding candidate."""
+    best: list[int | None] = [None] * n_rows
+    for i, candidate in enumerate(pool):
+        current = best[candidate.row]
+        if current is None or (labels[i], p_malicious[i]) > (labels[current], p_malicious[current]):
+            best[candidate.row] = i
+    return best
