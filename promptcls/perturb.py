@@ -83,7 +83,8 @@ EVASIONS: dict[str, Perturbation] = {
     "homoglyph_cyrillic": homoglyph_cyrillic, "homoglyph_greek": homoglyph_greek,
     "spaced_letters": spaced_letters, "leetspeak": leetspeak,
 }
-"""Evasion perturbations, applied to malicious prompts the model flags correctly."""
+"""Evasion perturbations, applied to malicious prompts the model flags correctly (30 kinds: the 7 above plus
+`promptcls.text.obfuscate.OBFUSCATIONS`, registered at the end of this module)."""
 
 
 def lower(text: str, rng: random.Random) -> str:
@@ -109,3 +110,8 @@ INVARIANCES: dict[str, Perturbation] = {
     "lower": lower, "upper": upper, "extra_whitespace": extra_whitespace, "punctuation": punctuation,
 }
 """Surface edits that must not change the label (paraphrases are hand-written in conf/behaviour.yaml)."""
+
+
+from promptcls.text.obfuscate import OBFUSCATIONS  # noqa: E402  (imports CYRILLIC/GREEK from this module lazily)
+
+EVASIONS.update(OBFUSCATIONS)

@@ -6,7 +6,7 @@ Steps, in order:
 1. remove every character that renders as nothing: Unicode category Cf (zero-width characters, bidi controls, tag
    characters, Arabic/Syriac format characters U+0600–0605, U+206A–206F, U+FFF9–FFFB, …), variation selectors
    (U+FE00–FE0F, U+E0100–E01EF), the combining grapheme joiner and the Hangul fillers (`INVISIBLE`);
-2. fold combining marks that decorate Latin words: a word whose letters mostly carry diacritics ("ïġṅöṙë"), or any
+2. fold combining marks that decorate Latin words: a text or a word whose letters mostly carry diacritics ("ïġṅöṙë"), or any
    letter with three or more stacked marks ("Zalgo"), loses its marks; ordinary accented words ("München", "déjà",
    "été", Vietnamese "được") keep theirs;
 3. NFKC (full-width, mathematical and other compatibility forms to plain letters);
@@ -40,6 +40,7 @@ INVISIBLE = (
     "\u2060\u2061\u2062\u2063\u2064"  # word joiner, invisible operators
     "\u2066\u2067\u2068\u2069"      # bidi isolates
     "\ufeff"                      # byte-order mark / zero-width no-break space
+    "\u17b4\u17b5"                # Khmer inherent vowels (category Mn, render as nothing)
 )
 """Characters that render as nothing and are named here (all of category Cf is removed too)."""
 VARIATION_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
@@ -64,11 +65,13 @@ def remove_invisible(text: str) -> str:
     return _removed().sub("", text)
 
 
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
 _LATIN_WORD = re.compile(r"(?:[A-Za-z][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+")
 _MARK = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 DECORATED_SHARE = 0.5
 """A Latin word with 3+ decorated letters loses its diacritics when more than this share of its letters carry one
-("été", "được" keep theirs: two decorated letters)."""
+("été", "được" keep theirs: two decorated letters); so does a whole text with more than this share decorated
+(20+ letters; Vietnamese, the most decorated Latin orthography, has about a third)."""
 
 
 def fold_marks(text: str) -> str:
@@ -78,6 +81,9 @@ def fold_marks(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     if not _MARK.search(decomposed):
         return text
+    letters = len(_ASCII_LETTER.findall(decomposed))
+    if letters >= 20 and len(re.findall(r"[A-Za-z](?=" + _MARK.pattern + ")", decomposed)) > DECORATED_SHARE * letters:
+        return unicodedata.normalize("NFC", _MARK.sub("", decomposed))  # the whole text is decorated
 
     def fold(match: re.Match) -> str:
         word = match.group()
@@ -117,7 +123,6 @@ def confusables() -> dict[str, str]:
 
 
 _WORD = re.compile(r"[^\W\d_]+")
-_ASCII_LETTER = re.compile(r"[A-Za-z]")
 
 
 def _other_script(c: str) -> bool:

@@ -36,7 +36,7 @@ STOP_WORDS = frozenset(
     "from now will now no yes ignore previous instructions tell say print give write make say please system prompt "
     "we they he she them his her our us was were have has had if then so but by at".split())
 """Common English words (plus the commonest injection words): a decoded segment must read like English."""
-_WORDS = re.compile(r"[A-Za-z]{2,}")
+_WORDS = re.compile(r"(?<!\S)[\"'(]*([A-Za-z]{2,})[\"'),.;:!?]*(?!\S)")  # whole ASCII words only
 _SENTENCE = re.compile(r"[^.!?:;\n]*[A-Za-z][^.!?:;\n]*")
 
 
@@ -59,7 +59,7 @@ _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENTITY = re.compile(r"&(?:#\d{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z]{2,8});")
 _ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2}|U[0-9A-Fa-f]{8})")
 _SPLIT = re.compile(r"(?<![A-Za-z])[A-Za-z](?:(?:[.\-_*\n]|  ?)[A-Za-z]){4,}(?![A-Za-z])")  # 5+ letters: not U.S.A.
-_CHUNKS = re.compile(r"(?<![A-Za-z-])[A-Za-z]{1,4}(?:[\-\n][A-Za-z]{1,4}){2,}(?![A-Za-z-])")
+_CHUNKS = re.compile(r"(?<![A-Za-z-])[A-Za-z]{1,4}(?:[\-\n][A-Za-z]{1,4})+(?![A-Za-z-])")
 LEET = str.maketrans("4310572@$!|", "aeiostlasil")
 _LEET_WORD = re.compile(r"(?=[A-Za-z0-9@$!|]*[A-Za-z])(?=[A-Za-z0-9@$!|]*[0-9@$!|])[A-Za-z0-9@$!|]{3,}")
 
@@ -138,15 +138,31 @@ def _leet(text: str) -> tuple[str, int, int] | None:
 
 
 def _join_letters(segment: str) -> str:
-    """'i g n o r e  a l l' -> 'ignore all': one separator joins letters, a run of two or more parts words."""
-    return " ".join(re.sub(r"[ .\-_*\n]", "", word) for word in re.split(r"[ .\-_*\n]{2,}", segment))
+    """'i.g.n.o.r.e a.l.l' / 'i g n o r e  a l l' -> 'ignore all': the commonest separator joins letters; any other
+    separator, or a run of two or more, parts words."""
+    seps = re.findall(r"[ .\-_*\n]+", segment)
+    return _parts(segment, max(set(seps), key=seps.count))
+
+
+def _parts(segment: str, joiner: str) -> str:
+    words, current = [], []
+    for piece in re.split(r"([ .\-_*\n]+)", segment):
+        if not piece:
+            continue
+        if re.fullmatch(r"[ .\-_*\n]+", piece):
+            if piece != joiner:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(piece)
+    return " ".join([*words, "".join(current)])
 
 
 def _split(text: str) -> tuple[str, int, int] | None:
     joined = _segments(text, _SPLIT, _join_letters)
     text2, *span = joined if joined else (text, None, None)
-    chunks = None  # two chunked words at least: one 'up-to-date' is ordinary English
-    if len(_CHUNKS.findall(text2)) >= 2:
+    chunks = None  # many chunked words: one 'up-to-date' or 'e-mail' is ordinary English
+    if len(_CHUNKS.findall(text2)) >= max(3, 0.2 * len(text2.split())):
         chunks = _segments(text2, _CHUNKS, lambda s: re.sub(r"[\-\n]", "", s))
     if chunks and joined:
         return chunks[0], min(span[0], chunks[1]), max(span[1], chunks[2])
