@@ -73,6 +73,11 @@ class TrainArgs:
     policy_miss_target: float = field(default=0.05, metadata={"help": "threshold policy: max share of validation "
                                                                       "malicious rows below the suspicious floor"})
     explain_samples: int = field(default=40, metadata={"help": "validation prompts explained with SHAP (0 = off)"})
+    augment: str = field(default="none", metadata={"help": "training augmentation: none, or evasion (perturbed copies "
+                                                           "of training rows of every class; promptcls/text/augment.py)"})
+    max_input_chars: int = field(default_factory=lambda: family_config("robustness")["limits"]["max_input_chars"],
+                                 metadata={"help": "longest `text` (characters) the logged model accepts; longer "
+                                                   "-> HTTP 400 (default: conf/robustness.yaml)"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
@@ -83,6 +88,10 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.augment not in ("none", "evasion"):
+            raise ValueError(f"augment must be none or evasion, got {self.augment!r}")
+        if self.max_input_chars < 1:
+            raise ValueError(f"max_input_chars must be >= 1, got {self.max_input_chars}")
         if self.sample < 0 or self.explain_samples < 0:
             raise ValueError(f"sample and explain_samples must be >= 0, got {self.sample}, {self.explain_samples}")
         if not Path(self.data).is_file():

@@ -69,8 +69,8 @@ _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _LATIN_WORD = re.compile(r"(?:[A-Za-z][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+")
 _MARK = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 DECORATED_SHARE = 0.5
-"""A Latin word with 3+ decorated letters loses its diacritics when more than this share of its letters carry one
-("été", "được" keep theirs: two decorated letters); so does a whole text with more than this share decorated
+"""A Latin word with 4+ decorated letters loses its diacritics when more than this share of its letters carry one
+("été", "được", Polish "gęślą" keep theirs: at most three), as does one whose 3+ letters all carry one; so does a whole text with more than this share decorated
 (20+ letters; Vietnamese, the most decorated Latin orthography, has about a third)."""
 
 
@@ -90,7 +90,7 @@ def fold_marks(text: str) -> str:
         letters = sum(c.isascii() for c in word)
         marked = len(re.findall(r"[A-Za-z](?=" + _MARK.pattern + ")", word))
         stacked = re.search(_MARK.pattern + "{3,}", word)  # Vietnamese stacks two marks on a letter
-        if stacked or (marked >= 3 and marked > DECORATED_SHARE * letters):
+        if stacked or (marked >= 4 and marked > DECORATED_SHARE * letters) or marked == letters >= 3:
             return _MARK.sub("", word)
         return word
 
