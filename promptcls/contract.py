@@ -22,8 +22,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import promptcls
 from promptcls import LABELS
@@ -161,7 +162,10 @@ def log_model(classifier: TextClassifier, example_texts: list[str], requirements
     cls = type(classifier)
     with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp:
         classifier.save(tmp)
-        signature = infer_signature(example, wrapper.predict(None, example))
+        # `text` is declared Any: a `string` column makes MLflow's serving coerce JSON null to the string "None"
+        # before the model sees it; the contract validates every value itself (texts_from_input, fail closed)
+        outputs = infer_signature(example, wrapper.predict(None, example)).outputs
+        signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), "text")]), outputs=outputs)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=PromptClassifierModel(),
