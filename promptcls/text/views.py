@@ -127,7 +127,14 @@ def _by_sentence(transform: Callable[[str], str]):
             return None
         changed = transform(sentence)
         return changed if _english(changed) >= 0.3 else None
-    return lambda text: _segments(text, _SENTENCE, decode)
+
+    def view(text: str) -> tuple[str, int, int] | None:
+        if len(_WORDS.findall(text)) >= 3 and _english(text) < 0.15:  # the whole text first
+            changed = transform(text)
+            if _english(changed) >= 0.25:
+                return changed, 0, len(text)
+        return _segments(text, _SENTENCE, decode)
+    return view
 
 
 def _leet(text: str) -> tuple[str, int, int] | None:
