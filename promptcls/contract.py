@@ -97,6 +97,7 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         self.classifier = classifier
         self.policy = policy or DecisionPolicy()
         self.max_input_chars = int(max_input_chars or robustness()["limits"]["max_input_chars"])
+        self.window_min_malicious = float(robustness()["windows"]["min_malicious"])
 
     def __getstate__(self):  # classifier and policy travel as artifact and model_config, never inside the pickle
         return {"classifier": None, "policy": None}
@@ -111,6 +112,7 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         self.policy = DecisionPolicy(**context.model_config.get("policy", {}))
         self.max_input_chars = int(context.model_config.get("max_input_chars")
                                    or robustness()["limits"]["max_input_chars"])
+        self.window_min_malicious = float(robustness()["windows"]["min_malicious"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.predict_texts(texts_from_input(model_input))
@@ -138,7 +140,8 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
             index = [i for i, c in enumerate(pool) if c.view != "empty"]
             proba[index] = self.policy.calibrate(self.classifier.predict_proba([c.text for c in scored]))
             labels[index] = self.policy.decide(proba[index])
-        best = most_severe(pool, labels, proba[:, LABELS.index("malicious")], len(texts))
+        best = most_severe(pool, labels, proba[:, LABELS.index("malicious")], len(texts),
+                           self.window_min_malicious)
         return predictions_frame(proba[best], labels[best], [pool[i] for i in best])
 
 

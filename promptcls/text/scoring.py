@@ -5,6 +5,7 @@ longer than the classifier's window, its overlapping windows (`windows.py`; a wi
 own span, a window of a view the view's span). An empty prompt is one `empty` candidate with the documented
 verdict. The decision is the most severe candidate: highest label (malicious > suspicious > benign), then highest
 P(malicious), then the earliest (the original first) -- so a view or window can raise a verdict, never lower it.
+Windows take part only with P(malicious) >= `windows.min_malicious` (conf/robustness.yaml).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Candidate:
     text: str
     start: int  # span in the canonical prompt
     end: int
+    window: bool = False  # a window of a long text: decides only when its P(malicious) reaches `min_malicious`
 
 
 def candidates(canonical: list[str], window_chars: int) -> list[Candidate]:
@@ -37,14 +39,19 @@ def candidates(canonical: list[str], window_chars: int) -> list[Candidate]:
             pool.append(view)
             for start, end in windows(view.text, window_chars):
                 span = (start, end) if view.view == "original" else (view.start, view.end)
-                pool.append(Candidate(row, view.view, view.text[start:end], *span))
+                pool.append(Candidate(row, view.view, view.text[start:end], *span, window=True))
     return pool
 
 
-def most_severe(pool: list[Candidate], labels: np.ndarray, p_malicious: np.ndarray, n_rows: int) -> list[int]:
-    """Per prompt row, the index in `pool` of its deciding candidate."""
+def most_severe(pool: list[Candidate], labels: np.ndarray, p_malicious: np.ndarray, n_rows: int,
+                min_malicious: float = 0.0) -> list[int]:
+    """Per prompt row, the index in `pool` of its deciding candidate. A window takes part only when its
+    P(malicious) is at least `min_malicious`: a long document has many windows, and the plain decision rule
+    applied to each would multiply its false-alarm rate by their number."""
     best: list[int | None] = [None] * n_rows
     for i, candidate in enumerate(pool):
+        if candidate.window and p_malicious[i] < min_malicious:
+            continue
         current = best[candidate.row]
         if current is None or (labels[i], p_malicious[i]) > (labels[current], p_malicious[current]):
             best[candidate.row] = i

@@ -28,7 +28,9 @@ def model():
     pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression(C=20, max_iter=500)).fit(texts, labels)
     classifier = SklearnTextClassifier(pipeline)
     classifier.window_chars = 120  # a small window so that a short test document is "long"
-    return PromptClassifierModel(classifier, max_input_chars=5000)
+    model = PromptClassifierModel(classifier, max_input_chars=5000)
+    model.window_min_malicious = 0.4  # the tiny model is never sure; the default (conf) is for real models
+    return model
 
 
 @pytest.mark.parametrize("bad, shown", [(None, "null"), (float("nan"), "null"), (3, "int"), (b"x", "bytes"),
@@ -85,6 +87,13 @@ def test_one_malicious_window_in_a_long_benign_document_is_found_with_its_span(m
     assert whole.loc[0, "label"] == 0 and out.loc[0, "label"] == 2
     start, end = out.loc[0, "trigger_start"], out.loc[0, "trigger_end"]
     assert ATTACK in document[start:end] and end - start <= 120
+
+
+def test_a_window_below_the_window_threshold_does_not_decide(model):
+    document = " ".join(BENIGN * 6) + " " + ATTACK + " " + " ".join(BENIGN * 2)
+    strict = PromptClassifierModel(model.classifier)
+    strict.window_min_malicious = 0.99
+    assert strict.predict_texts([document]).loc[0, "label"] == 0
 
 
 def test_views_and_windows_never_lower_a_verdict(model):
