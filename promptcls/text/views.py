@@ -17,6 +17,7 @@ import codecs
 import html
 import re
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -147,8 +148,8 @@ def _leet(text: str) -> tuple[str, int, int] | None:
 def _join_letters(segment: str) -> str:
     """'i.g.n.o.r.e a.l.l' / 'i g n o r e  a l l' -> 'ignore all': the commonest separator joins letters; any other
     separator, or a run of two or more, parts words."""
-    seps = re.findall(r"[ .\-_*\n]+", segment)
-    return _parts(segment, max(set(seps), key=seps.count))
+    seps = Counter(re.findall(r"[ .\-_*\n]+", segment))
+    return _parts(segment, seps.most_common(1)[0][0])  # ties: the first seen (deterministic)
 
 
 def _parts(segment: str, joiner: str) -> str:
