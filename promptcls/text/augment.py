@@ -2,8 +2,9 @@
 class (`conf/robustness.yaml` `augment.share`), so that a perturbation is not itself a cue for "malicious".
 
 Each chosen row gets one evasion kind drawn uniformly from `promptcls.perturb.EVASIONS`; the copy is canonicalised
-like every training text (`normalize_text`) and keeps its row's label, source and near-duplicate group. Only the
-training split is augmented: validation and test stay as drawn.
+like every training text (`normalize_text`) and keeps its row's label, source and near-duplicate group; a copy that
+canonicalisation turns back into its original (zero-width characters, homoglyphs, …) is dropped. Only the training
+split is augmented: validation and test stay as drawn.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def augment_frame(train: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, dict[st
     kinds = [rng.choice(list(EVASIONS)) for _ in range(len(chosen))]
     copies = chosen.copy()
     copies["text"] = [normalize_text(EVASIONS[k](t, rng)) for k, t in zip(kinds, chosen["text"])]
-    keep = copies["text"].str.len() > 0
+    keep = (copies["text"].str.len() > 0) & (copies["text"] != chosen["text"])  # undone by canonicalisation: no copy
     copies, kinds = copies[keep.to_numpy()], [k for k, ok in zip(kinds, keep) if ok]
     counts = {f"augment_rows_{k}": kinds.count(k) for k in EVASIONS}
     counts.update({f"augment_rows_c{c}": int((copies["label"] == c).sum()) for c in sorted(train["label"].unique())})

@@ -35,8 +35,11 @@ class View:
 STOP_WORDS = frozenset(
     "the a an and or of to in is are be you your i me my it this that for with on as not do all any what how can "
     "from now will now no yes ignore previous instructions tell say print give write make say please system prompt "
-    "we they he she them his her our us was were have has had if then so but by at".split())
-"""Common English words (plus the commonest injection words): a decoded segment must read like English."""
+    "we they he she them his her our us was were have has had if then so but by at "
+    "der die das und ist nicht ich du sie ein eine zu mit le la les et est une des pas je vous que el los las es "
+    "por para con una".split())
+"""Common English words (plus the commonest injection words, and German, French and Spanish ones): a decoded
+segment must read like language, and a segment that already does is not transformed."""
 _WORDS = re.compile(r"(?<!\S)[\"'(]*([A-Za-z]{2,})[\"'),.;:!?]*(?!\S)")  # whole ASCII words only
 _SENTENCE = re.compile(r"[^.!?:;\n]*[A-Za-z][^.!?:;\n]*")
 
