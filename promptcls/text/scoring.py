@@ -1,8 +1,8 @@
 """What the contract scores for each prompt, and how it decides among them.
 
-Per canonical prompt: the prompt itself (`original`), each de-obfuscation view (`views.py`), and, for any of those
-longer than the classifier's window, its overlapping windows (`windows.py`; a window of the original reports its
-own span, a window of a view the view's span). An empty prompt is one `empty` candidate with the documented
+Per canonical prompt: the prompt itself (`original`), each de-obfuscation view (`views.py`), and, for a prompt
+longer than the classifier's window, its overlapping windows (`windows.py`; a window reports its own span). A view
+of a long prompt is scored only as the windows that hold its decoded part (reporting the encoded span). An empty prompt is one `empty` candidate with the documented
 verdict. The decision is the most severe candidate: highest label (malicious > suspicious > benign), then highest
 P(malicious), then the earliest (the original first) -- so a view or window can raise a verdict, never lower it.
 Windows take part only with P(malicious) >= `windows.min_malicious` (conf/robustness.yaml).
@@ -34,12 +34,17 @@ def candidates(canonical: list[str], window_chars: int) -> list[Candidate]:
         if not text:
             pool.append(Candidate(row, "empty", "", 0, 0))
             continue
-        for view in [Candidate(row, "original", text, 0, len(text)),
-                     *(Candidate(row, v.name, v.text, v.start, v.end) for v in views(text))]:
-            pool.append(view)
-            for start, end in windows(view.text, window_chars):
-                span = (start, end) if view.view == "original" else (view.start, view.end)
-                pool.append(Candidate(row, view.view, view.text[start:end], *span, window=True))
+        pool.append(Candidate(row, "original", text, 0, len(text)))
+        pool += [Candidate(row, "original", text[a:b], a, b, window=True) for a, b in windows(text, window_chars)]
+        for view in views(text):
+            if len(view.text) <= window_chars:
+                pool.append(Candidate(row, view.name, view.text, view.start, view.end))
+                continue
+            # a long text: only the windows that hold the decoded part (text before and after it is unchanged,
+            # and the original's windows already cover it)
+            first, last = view.start, len(view.text) - (len(text) - view.end)
+            pool += [Candidate(row, view.name, view.text[a:b], view.start, view.end, window=True)
+                     for a, b in windows(view.text, window_chars) if a < max(last, first + 1) and b > first]
     return pool
 
 
