@@ -35,7 +35,9 @@ class View:
 STOP_WORDS = frozenset(
     "the a an and or of to in is are be you your i me my it this that for with on as not do all any what how can "
     "from now will now no yes ignore previous instructions tell say print give write make say please system prompt "
-    "we they he she them his her our us was were have has had if then so but by at "
+    "we they he she them his her our us was were have has had if then so but by at how why when where who which "
+    "there their would could should some like just more into about out up without get getting way best someone "
+    "people want need know use using create one also only other than over after before easiest "
     "der die das und ist nicht ich du sie ein eine zu mit le la les et est une des pas je vous que el los las es "
     "por para con una".split())
 """Common English words (plus the commonest injection words, and German, French and Spanish ones): a decoded
@@ -135,7 +137,7 @@ def _by_sentence(transform: Callable[[str], str]):
     def view(text: str) -> tuple[str, int, int] | None:
         if len(_WORDS.findall(text)) >= 3 and _english(text) < 0.15:  # the whole text first
             changed = transform(text)
-            if _english(changed) >= 0.25:
+            if _english(changed) >= 0.2:
                 return changed, 0, len(text)
         return _segments(text, _SENTENCE, decode)
     return view
