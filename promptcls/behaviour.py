@@ -6,8 +6,10 @@ Four test types, cases in `promptcls/conf/behaviour.yaml`, perturbations in `pro
   sound risky included: over-flagging is the known failure);
 * invariance -- casing, whitespace, punctuation edits and hand-written paraphrases must not change the label;
 * directional -- appending an injection to a benign prompt must not lower `score_malicious`;
-* evasion -- invisible characters, homoglyphs, spaced-out letters and leetspeak applied to malicious prompts the
-  model flags correctly must not drop the label below malicious.
+* evasion -- the 30 kinds of `promptcls.perturb.EVASIONS` (invisible and format characters, homoglyphs, accents,
+  spelling games, encodings, wrappers, long benign context) applied to malicious prompts the model flags correctly
+  must not drop the label below malicious (computed by `promptcls.evasion`, shared with training's
+  `val_evasion_flip_rate`).
 
 Logged: `behaviour_<type>_pass_rate` (and per class for minimum functionality), `evasion_flip_rate` (share of
 correctly flagged (prompt, perturbation) pairs whose label drops) overall and per perturbation, and
@@ -20,7 +22,8 @@ How "with" and "without" normalisation are measured (both honest, both over the 
   this process imports, not the copy logged in the model's `code/` folder (a fresh process such as
   `mlflow models serve` runs the logged copy); the tag `promptcls.behaviour.normalizer_matches_model` says whether
   the two `data.py` files are identical, so the figure is the deployed model's figure only when it is `true`.
-* `evasion_flip_rate_without_normalizer` -- the normaliser bypassed: the model's underlying classifier
+* `evasion_flip_rate_without_normalizer` -- the whole input pipeline bypassed (canonicalisation, views, windows):
+  the model's underlying classifier
   (`loaded.unwrap_python_model().predict_texts(texts, normalize=False)`) is called on the raw prompt and the raw perturbed
   prompt. Only for models logged through `promptcls.contract`; otherwise it is not logged.
 
@@ -45,8 +48,9 @@ import yaml
 
 from promptcls import LABELS
 from promptcls.config import UsageError, default_experiment, experiment_field
+from promptcls.evasion import evasion_outcomes, flip_rates, perturb_all
 from promptcls.names import BEHAVIOUR_MODEL_URI_TAG, BEHAVIOUR_NORMALIZER_TAG, KIND_TAG
-from promptcls.perturb import EVASIONS, INVARIANCES
+from promptcls.perturb import INVARIANCES
 from promptcls.tracking import entry_run, log_new_params
 
 log = logging.getLogger(__name__)
@@ -95,13 +99,14 @@ class ModelUnderTest:
             self.wrapper = self.classifier = None  # not a promptcls contract model: the bypass cannot be measured
 
     def normalizer_matches(self) -> bool | None:
-        """Whether the model's logged copy of promptcls/data.py is the one this process runs."""
-        logged = Path(self.local) / "code" / "promptcls" / "data.py"
-        if not logged.is_file():
+        """Whether the model's logged copy of the input pipeline (promptcls/data.py, contract.py, text/*.py) is the
+        one this process runs."""
+        logged, current = Path(self.local) / "code" / "promptcls", Path(__file__).parent
+        if not (logged / "data.py").is_file():
             return None
-        current = Path(__file__).with_name("data.py")
-        digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
-        return digest(logged) == digest(current)
+        names = ["data.py", "contract.py", *(f"text/{p.name}" for p in sorted((current / "text").glob("*.py")))]
+        digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None  # noqa: E731
+        return all(digest(logged / name) == digest(current / name) for name in names)
 
     def score(self, texts: list[str], path: str = AS_IS) -> pd.DataFrame:
         """Contract output (`label`, `score_malicious`, …) for `texts` through `path`."""
@@ -152,15 +157,11 @@ def run_suite(model: ModelUnderTest, cases: dict, seed: int = 0) -> tuple[pd.Dat
                             benign_base, out,
                             out["score_malicious"].to_numpy() >= benign_base["score_malicious"].to_numpy() - 1e-9))
     malicious = mft.get("malicious", [])
-    perturbed = {name: [perturb(p, rng) for p in malicious] for name, perturb in EVASIONS.items()}
+    perturbed = perturb_all(malicious, rng)
     for path in (AS_IS, WITHOUT) if model.classifier is not None else (AS_IS,):
-        mal_base = model.score(malicious, path)
-        flagged = mal_base["label"].to_numpy() == MALICIOUS
-        for name, texts in perturbed.items():
-            out = model.score(texts, path)
-            kept = (out["label"].to_numpy() == MALICIOUS).astype(float)
-            frames.append(_rows("evasion", name, malicious, texts, MALICIOUS, mal_base, out,
-                                np.where(flagged, kept, np.nan), path))
+        mal_base, results = evasion_outcomes(lambda texts: model.score(texts, path), malicious, perturbed)
+        for name, (out, kept) in results.items():
+            frames.append(_rows("evasion", name, malicious, perturbed[name], MALICIOUS, mal_base, out, kept, path))
     table = pd.concat(frames, ignore_index=True)
     return table, suite_metrics(table)
 
@@ -176,14 +177,16 @@ def suite_metrics(table: pd.DataFrame) -> dict[str, float]:
     mft = as_is[as_is["test_type"] == "minimum_functionality"]
     for name, part in mft.groupby("group"):
         metrics[f"behaviour_minimum_functionality_{name}_pass_rate"] = float(part["passed"].astype(float).mean())
-    evasion = table[table["test_type"] == "evasion"].dropna(subset=["passed"])
-    for path, suffix in ((AS_IS, ""), (WITHOUT, "_without_normalizer")):
+    evasion = table[table["test_type"] == "evasion"]
+    for path in (AS_IS, WITHOUT):
         part = evasion[evasion["path"] == path]
-        if len(part):
-            metrics[f"evasion_flip_rate{suffix}"] = float(1 - part["passed"].astype(float).mean())
-            metrics[f"evasion_pairs{suffix}"] = float(len(part))
-    for name, part in evasion[evasion["path"] == AS_IS].groupby("group"):
-        metrics[f"evasion_flip_rate_{name}"] = float(1 - part["passed"].astype(float).mean())
+        kept = {name: g["passed"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+                for name, g in part.groupby("group", sort=False)}
+        rates = flip_rates(kept)
+        if path == WITHOUT:  # overall figures only, suffixed
+            rates = {f"{k}_without_normalizer": v for k, v in rates.items()
+                     if k in ("evasion_flip_rate", "evasion_pairs")}
+        metrics.update(rates)
     return metrics
 
 

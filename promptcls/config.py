@@ -24,6 +24,7 @@ import yaml
 from promptcls.errors import UsageError  # noqa: F401  (re-exported: `from promptcls.config import UsageError`)
 from promptcls.families import config_schema
 from promptcls.schemas import validate
+from promptcls.text.settings import robustness
 
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +104,11 @@ class TrainArgs:
                                                                   "or ceil(weight) repeats)"})
     feedback_holdout: float = field(default=0.3, metadata={"help": "share of the feedback held out, never trained "
                                                                    "on, scored as feedback_* metrics"})
+    augment: str = field(default="none", metadata={"help": "training augmentation: none, or evasion (perturbed copies "
+                                                           "of training rows of every class; promptcls/text/augment.py)"})
+    max_input_chars: int = field(default_factory=lambda: robustness()["limits"]["max_input_chars"],
+                                 metadata={"help": "longest `text` (characters) the logged model accepts; longer "
+                                                   "-> HTTP 400 (default: conf/robustness.yaml)"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
@@ -113,6 +119,10 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.augment not in ("none", "evasion"):
+            raise ValueError(f"augment must be none or evasion, got {self.augment!r}")
+        if self.max_input_chars < 1:
+            raise ValueError(f"max_input_chars must be >= 1, got {self.max_input_chars}")
         if self.sample < 0 or self.explain_samples < 0:
             raise ValueError(f"sample and explain_samples must be >= 0, got {self.sample}, {self.explain_samples}")
         self.experiment = self.experiment or default_experiment()

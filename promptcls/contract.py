@@ -2,8 +2,10 @@
 
 A logged model is an MLflow pyfunc that takes a DataFrame with a `text` column (or, through `mlflow models serve`,
 JSON `dataframe_records` / `dataframe_split` / `inputs`) and returns a DataFrame with `label` (int), `label_name`,
-`score_benign`, `score_suspicious`, `score_malicious`. The same `normalize_text` used in training runs inside the
-model, so raw text gives the same answer as in evaluation.
+`score_benign`, `score_suspicious`, `score_malicious`, then `view` (which view decided: `original`, a decoded view
+such as `base64`, or `empty`) and `trigger_start` / `trigger_end` (the deciding span, in the canonical text). The
+same `normalize_text` used in training runs inside the model, so raw text gives the same answer as in evaluation;
+de-obfuscation views and windows (`promptcls.text`) run only here, at prediction time.
 
 A family only supplies a `TextClassifier`: `predict_proba(texts) -> (N, 3) array`, `save(dir)` and `load(dir)`.
 """
@@ -20,17 +22,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import promptcls
 from promptcls import LABELS
 from promptcls.data import normalize_text
 from promptcls.policy import DecisionPolicy
+from promptcls.text.scoring import Candidate, candidates, most_severe
+from promptcls.text.settings import robustness
+from promptcls.text.windows import window_size
 
 SCORE_COLUMNS = [f"score_{name}" for name in LABELS]
-OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS]
-BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml")
+TRIGGER_COLUMNS = ["view", "trigger_start", "trigger_end"]
+OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS, *TRIGGER_COLUMNS]
+BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml", "confusable-homoglyphs")
 
 
 class TextClassifier(Protocol):
@@ -45,30 +52,39 @@ def _invalid(message: str) -> MlflowException:
 
 
 def texts_from_input(model_input) -> list[str]:
-    """The prompts in a pyfunc input: a DataFrame with `text`, a Series, a list of strings, or one string."""
+    """The prompts in a pyfunc input: a DataFrame with `text`, a Series, a list of strings, or one string. Fails
+    closed: a null, NaN, non-string or nested value raises INVALID_PARAMETER_VALUE (HTTP 400) naming the row."""
     if isinstance(model_input, str):
         return [model_input]
     if isinstance(model_input, dict) and "text" in model_input:
-        model_input = pd.DataFrame({"text": np.atleast_1d(model_input["text"])})
+        model_input = pd.DataFrame({"text": np.atleast_1d(np.asarray(model_input["text"], dtype=object))})
     if isinstance(model_input, pd.DataFrame):
         if "text" not in model_input.columns:
             raise _invalid(f"input needs a `text` column; got columns {list(model_input.columns)}")
         model_input = model_input["text"]
-    values = []
-    for value in model_input:  # {"text": [...]} arrives as one row holding the whole list
-        values.extend(value if isinstance(value, (list, tuple, np.ndarray)) else [value])
+    values = list(model_input)
+    if len(values) == 1 and isinstance(values[0], (list, tuple, np.ndarray)):
+        values = list(values[0])  # `{"inputs": {"text": [...]}}` arrives as one row holding the whole list
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise _invalid(f"input row {i}: `text` must be a string, got {type(value).__name__}")
+            shown = "null" if value is None or (isinstance(value, float) and np.isnan(value)) else type(value).__name__
+            raise _invalid(f"input row {i}: `text` must be a string, got {shown}")
     return values
 
 
-def predictions_frame(proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """The contract's output for an (N, 3) probability array and the decided labels."""
+def predictions_frame(proba: np.ndarray, labels: np.ndarray, deciding: list[Candidate] | None = None) -> pd.DataFrame:
+    """The contract's output for an (N, 3) probability array, the decided labels and the deciding candidates
+    (view and span; without them: `original`, span unknown: -1)."""
     proba = np.asarray(proba, dtype=float).reshape(-1, len(LABELS))
+    labels = np.asarray(labels, dtype=int)
     frame = pd.DataFrame({"label": labels.astype("int64"), "label_name": [LABELS[i] for i in labels]})
     for i, column in enumerate(SCORE_COLUMNS):
         frame[column] = proba[:, i]
+    frame["view"] = [c.view for c in deciding] if deciding is not None else "original"
+    frame["trigger_start"] = np.array([c.start for c in deciding] if deciding is not None else [-1] * len(frame),
+                                      dtype="int64")
+    frame["trigger_end"] = np.array([c.end for c in deciding] if deciding is not None else [-1] * len(frame),
+                                    dtype="int64")
     return frame
 
 
@@ -76,9 +92,12 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
     """The pyfunc wrapper every family logs; in training it also wraps the in-memory classifier for evaluation.
     Labels come from the decision policy (plain argmax unless a policy was fitted on validation)."""
 
-    def __init__(self, classifier: TextClassifier | None = None, policy: DecisionPolicy | None = None):
+    def __init__(self, classifier: TextClassifier | None = None, policy: DecisionPolicy | None = None,
+                 max_input_chars: int | None = None):
         self.classifier = classifier
         self.policy = policy or DecisionPolicy()
+        self.max_input_chars = int(max_input_chars or robustness()["limits"]["max_input_chars"])
+        self.window_min_malicious = float(robustness()["windows"]["min_malicious"])
 
     def __getstate__(self):  # classifier and policy travel as artifact and model_config, never inside the pickle
         return {"classifier": None, "policy": None}
@@ -91,17 +110,39 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         module, _, name = context.model_config["classifier_class"].partition(":")
         self.classifier = getattr(importlib.import_module(module), name).load(context.artifacts["classifier"])
         self.policy = DecisionPolicy(**context.model_config.get("policy", {}))
+        self.max_input_chars = int(context.model_config.get("max_input_chars")
+                                   or robustness()["limits"]["max_input_chars"])
+        self.window_min_malicious = float(robustness()["windows"]["min_malicious"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.predict_texts(texts_from_input(model_input))
 
     def predict_texts(self, texts: list[str], normalize: bool = True) -> pd.DataFrame:
-        """Contract output for raw strings; `normalize=False` bypasses `normalize_text` (to measure what it does)."""
-        texts = [normalize_text(t) for t in texts] if normalize else list(texts)
+        """Contract output for raw strings: canonicalised, scored with every de-obfuscation view and window, decided
+        on the most severe. `normalize=False` scores the raw strings alone (no canonicalisation, views or windows:
+        to measure what the pipeline does)."""
+        for i, text in enumerate(texts):
+            if len(text) > self.max_input_chars:
+                raise _invalid(f"input row {i}: `text` has {len(text):,} characters; this model accepts at most "
+                               f"{self.max_input_chars:,} (model_config max_input_chars)")
         if not texts:
-            return predictions_frame(np.empty((0, len(LABELS))), np.empty(0, dtype=int))
-        proba = self.policy.calibrate(self.classifier.predict_proba(texts))
-        return predictions_frame(proba, self.policy.decide(proba))
+            return predictions_frame(np.empty((0, len(LABELS))), np.empty(0, dtype=int), [])
+        if not normalize:
+            proba = self.policy.calibrate(self.classifier.predict_proba(list(texts)))
+            raw = [Candidate(i, "original", t, 0, len(t)) for i, t in enumerate(texts)]
+            return predictions_frame(proba, self.policy.decide(proba), raw)
+        pool = candidates([normalize_text(t) for t in texts], window_size(self.classifier))
+        scored = [c for c in pool if c.view != "empty"]
+        proba = np.zeros((len(pool), len(LABELS)))
+        labels = np.full(len(pool), int(robustness()["empty"]["label"]))
+        proba[np.arange(len(pool)), labels] = 1.0  # empty text: its documented verdict, probability 1
+        if scored:
+            index = [i for i, c in enumerate(pool) if c.view != "empty"]
+            proba[index] = self.policy.calibrate(self.classifier.predict_proba([c.text for c in scored]))
+            labels[index] = self.policy.decide(proba[index])
+        best = most_severe(pool, labels, proba[:, LABELS.index("malicious")], len(texts),
+                           self.window_min_malicious)
+        return predictions_frame(proba[best], labels[best], [pool[i] for i in best])
 
 
 def pip_requirements(*distributions: str) -> list[str]:
@@ -117,20 +158,23 @@ def pip_requirements(*distributions: str) -> list[str]:
 
 
 def log_model(classifier: TextClassifier, example_texts: list[str], requirements: list[str],
-              policy: DecisionPolicy | None = None, name: str = "model"):
-    """Log `classifier` (and its decision policy) under the active run as the contract's pyfunc."""
-    wrapper = PromptClassifierModel(classifier, policy)
+              policy: DecisionPolicy | None = None, name: str = "model", max_input_chars: int | None = None):
+    """Log `classifier` (and its decision policy and input limit) under the active run as the contract's pyfunc."""
+    wrapper = PromptClassifierModel(classifier, policy, max_input_chars)
     example = pd.DataFrame({"text": example_texts[:3]})
     cls = type(classifier)
     with tempfile.TemporaryDirectory(prefix="promptcls-model-") as tmp:
         classifier.save(tmp)
-        signature = infer_signature(example, wrapper.predict(None, example))
+        # `text` is declared Any: a `string` column makes MLflow's serving coerce JSON null to the string "None"
+        # before the model sees it; the contract validates every value itself (texts_from_input, fail closed)
+        outputs = infer_signature(example, wrapper.predict(None, example)).outputs
+        signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), "text")]), outputs=outputs)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=PromptClassifierModel(),
             artifacts={"classifier": tmp},
             model_config={"classifier_class": f"{cls.__module__}:{cls.__qualname__}",
-                          "policy": wrapper.policy.to_dict()},
+                          "policy": wrapper.policy.to_dict(), "max_input_chars": wrapper.max_input_chars},
             code_paths=[str(Path(promptcls.__file__).parent)],
             signature=signature,
             input_example=example,

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from promptcls import LABELS
 from promptcls.config import UsageError
+from promptcls.text.canonical import INVISIBLE, canonicalize  # noqa: F401  INVISIBLE: re-exported
 
 log = logging.getLogger(__name__)
 
@@ -33,63 +33,12 @@ class DataError(UsageError):
     """The input file cannot be used for training; the message names the file and the offending lines."""
 
 
-INVISIBLE = (
-    "\u00ad"                      # soft hyphen
-    "\u034f"                      # combining grapheme joiner
-    "\u061c"                      # Arabic letter mark
-    "\u115f\u1160\u3164\uffa0"    # Hangul fillers (render as nothing)
-    "\u180e"                      # Mongolian vowel separator
-    "\u200b\u200c\u200d"          # zero-width space / non-joiner / joiner
-    "\u200e\u200f"                # left-to-right / right-to-left mark
-    "\u202a\u202b\u202c\u202d\u202e"  # bidi embeddings and overrides
-    "\u2060\u2061\u2062\u2063\u2064"  # word joiner, invisible operators
-    "\u2066\u2067\u2068\u2069"      # bidi isolates
-    "\ufeff"                      # byte-order mark / zero-width no-break space
-)
-"""Characters that render as nothing; attackers insert them to split the tokens a prompt guard looks for."""
-_INVISIBLE = re.compile(f"[{INVISIBLE}\U000e0000-\U000e007f]")  # + Unicode tag characters (ASCII smuggling)
-
-HOMOGLYPHS = str.maketrans(
-    "\u0430\u0441\u0435\u043e\u0440\u0445\u0443\u0455\u0456\u0458\u04bb\u0501\u051b\u051d"   # Cyrillic lower
-    "\u0410\u0412\u0421\u0415\u041d\u0406\u0408\u041a\u041c\u041e\u0420\u0405\u0422\u0425\u0423"  # Cyrillic upper
-    "\u03bf\u03bd\u03b9\u03c1"                                           # Greek lower: o v i p
-    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7",  # Greek upper
-    "aceopxysijhdqw"
-    "ABCEHIJKMOPSTXY"
-    "ovip"
-    "ABEZHIKMNOPTYX",
-)
-"""Cyrillic and Greek letters drawn like ASCII letters (the confusables attackers use), mapped to those letters."""
-_WORD = re.compile(r"[^\W\d_]+")
-_LATIN = re.compile(r"[A-Za-z]")
-_CONFUSABLE = frozenset(chr(c) for c in HOMOGLYPHS)
-
-
-def _fold_homoglyphs(text: str) -> str:
-    """Map look-alikes to ASCII only where they disguise Latin text, never in genuine Cyrillic or Greek:
-    in a word that mixes them with ASCII letters ("іgnоrе"), or in a word made only of look-alikes ("а") when the
-    text has more ASCII letters than Cyrillic/Greek ones. Accented Latin letters are never touched."""
-    if not any(c in _CONFUSABLE for c in text):
-        return text
-    latin = len(_LATIN.findall(text))
-    other = sum(1 for c in text if "\u0370" <= c <= "\u052f")
-    def fold(match: re.Match) -> str:
-        word = match.group()
-        if not any(c in _CONFUSABLE for c in word):
-            return word
-        if _LATIN.search(word) or (latin > other and all(c in _CONFUSABLE for c in word)):
-            return word.translate(HOMOGLYPHS)
-        return word
-    return _WORD.sub(fold, text)
-
-
 def normalize_text(text: str) -> str:
     """The text normalisation applied in training and inside every logged model (one function for both):
-    NFKC (folds full-width and other compatibility forms), invisible characters removed (`INVISIBLE`, Unicode tag
-    characters), Cyrillic/Greek homoglyphs that disguise Latin words mapped to ASCII (`_fold_homoglyphs`), outer
-    whitespace stripped. Accents are kept: the corpus has German, French and Spanish text."""
-    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))  # removal first: a combining mark can compose
-    return _fold_homoglyphs(text).strip()
+    `promptcls.text.canonical.canonicalize` -- invisible and format characters removed, diacritics folded where they
+    decorate a whole Latin word, NFKC, UTS #39 confusables that disguise Latin words mapped to ASCII, outer
+    whitespace stripped. Accents of ordinary words are kept: the corpus has German, French and Spanish text."""
+    return canonicalize(text)
 
 
 def group_key(text: str) -> str:

@@ -11,19 +11,14 @@ import random
 import re
 from collections.abc import Callable
 
+from promptcls.text.obfuscate import CYRILLIC, GREEK, OBFUSCATIONS
+
 Perturbation = Callable[[str, random.Random], str]
 
 ZERO_WIDTH_SPACE = "\u200b"
 INVISIBLE_MIX = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
 """Zero-width space / non-joiner / joiner, word joiner, BOM, soft hyphen."""
 BIDI = ("\u200e", "\u200f", "\u202a", "\u202c", "\u2066", "\u2069")
-CYRILLIC = {"a": "\u0430", "c": "\u0441", "e": "\u0435", "o": "\u043e", "p": "\u0440", "x": "\u0445",
-            "y": "\u0443", "s": "\u0455", "i": "\u0456", "j": "\u0458", "A": "\u0410", "B": "\u0412",
-            "C": "\u0421", "E": "\u0415", "H": "\u041d", "I": "\u0406", "K": "\u041a", "M": "\u041c",
-            "O": "\u041e", "P": "\u0420", "T": "\u0422", "X": "\u0425"}
-GREEK = {"o": "\u03bf", "v": "\u03bd", "i": "\u03b9", "A": "\u0391", "B": "\u0392", "E": "\u0395", "H": "\u0397",
-         "I": "\u0399", "K": "\u039a", "M": "\u039c", "N": "\u039d", "O": "\u039f", "P": "\u03a1", "T": "\u03a4",
-         "X": "\u03a7", "Z": "\u0396"}
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7", "A": "4", "E": "3", "I": "1", "O": "0",
         "S": "5", "T": "7"}
 _WORD = re.compile(r"[A-Za-z]{3,}")
@@ -83,7 +78,8 @@ EVASIONS: dict[str, Perturbation] = {
     "homoglyph_cyrillic": homoglyph_cyrillic, "homoglyph_greek": homoglyph_greek,
     "spaced_letters": spaced_letters, "leetspeak": leetspeak,
 }
-"""Evasion perturbations, applied to malicious prompts the model flags correctly."""
+"""Evasion perturbations, applied to malicious prompts the model flags correctly (30 kinds: the 7 above plus
+`promptcls.text.obfuscate.OBFUSCATIONS`, registered at the end of this module)."""
 
 
 def lower(text: str, rng: random.Random) -> str:
@@ -109,3 +105,6 @@ INVARIANCES: dict[str, Perturbation] = {
     "lower": lower, "upper": upper, "extra_whitespace": extra_whitespace, "punctuation": punctuation,
 }
 """Surface edits that must not change the label (paraphrases are hand-written in conf/behaviour.yaml)."""
+
+
+EVASIONS.update(OBFUSCATIONS)

@@ -59,7 +59,7 @@ def output_columns(columns: list[str], text_column: str = "text", keep_columns: 
 def score_frame(model, table: pd.DataFrame, text_column: str = "text", batch_size: int = 256,
                 keep_columns: list[str] | None = None, desc: str = "scoring") -> pd.DataFrame:
     """The kept input columns followed by the contract's output columns, scored in batches with a progress bar.
-    A missing (null) text is scored as the empty string."""
+    A missing (null) text is scored as the empty string (verdict: suspicious, view `empty`)."""
     keep = output_columns(list(table.columns), text_column, keep_columns)
     texts = table[text_column].fillna("").astype(str).tolist()
     parts = [predict_texts(model, texts[i:i + batch_size])

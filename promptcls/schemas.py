@@ -7,6 +7,7 @@ where)` validates an already-read mapping.
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,12 @@ def load_yaml(path: str | Path, schema: type[Strict]) -> Strict:
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML: {exc}") from None
     return validate(data, schema, str(path))
+
+
+def package_config(name: str, schema: type[Strict]) -> dict:
+    """`promptcls/conf/<name>.yaml` (package data) validated by `schema`, as a plain mapping."""
+    data = yaml.safe_load(files("promptcls.conf").joinpath(f"{name}.yaml").read_text())
+    return validate(data, schema, f"promptcls/conf/{name}.yaml").model_dump()
 
 
 # ---- promotion gates (promptcls/registry/gates.yaml) -------------------------------------------------------------

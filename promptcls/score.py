@@ -115,7 +115,8 @@ def result_type():
     """The contract's output columns as a Spark struct (the types the logged signature declares)."""
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-    types = {"label": LongType(), "label_name": StringType()}
+    types = {"label": LongType(), "label_name": StringType(), "view": StringType(), "trigger_start": LongType(),
+             "trigger_end": LongType()}
     return StructType([StructField(c, types.get(c, DoubleType())) for c in OUTPUT_COLUMNS])
 
 

@@ -22,12 +22,14 @@ from promptcls.config import TrainArgs, run_cli
 from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, TextClassifier, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.distributed import is_main_process, rank, require_single_process, world_size
+from promptcls.evasion import split_flip_rates
 from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.feedback.retrain import Feedback, load_feedback
 from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_TAG
 from promptcls.policy import DecisionPolicy, fit_policy
+from promptcls.text.augment import augment_frame
 from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
                                 provenance_tags)
 
@@ -82,9 +84,21 @@ class FittedModel:
             mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
 
 
+def augmented(splits: Splits, args: TrainArgs) -> Splits:
+    """The splits with the training split augmented as `args.augment` says (counts logged as params)."""
+    if args.augment == "none":
+        return splits
+    train, counts = augment_frame(splits.train, args.seed)
+    log_new_params(counts)
+    log.info("augment=evasion: %d perturbed copies added to %d training rows", counts["augment_rows"],
+             len(splits.train))
+    return Splits(train=train, val=splits.val, test=splits.test)
+
+
 def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainArgs) -> FittedModel:
     """Train one model into the active run and score the validation split only: all a tuning trial does."""
     mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: model_name, **provenance_tags()})
+    splits = augmented(splits, args)
     log.info("training %s/%s on %d rows", family.name, model_name, len(splits.train))
     start = time.perf_counter()
     classifier = family.train(model_name, splits, args)
@@ -92,6 +106,9 @@ def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainAr
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
     fitted = FittedModel(classifier, fit_decision_policy(classifier, splits.val, args), metrics)
     fitted.score(splits.val, "val")
+    evasion = split_flip_rates(lambda texts: fitted.predict_fn(pd.DataFrame({"text": texts})), splits.val, args.seed)
+    mlflow.log_metrics(evasion, step=fitted.step)
+    fitted.metrics.update(evasion)
     return fitted
 
 
@@ -109,7 +126,7 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
         log_explanations(lambda texts: predict_fn(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(),
                          splits.val["text"].tolist(), args.explain_samples, args.seed)
     info = log_model(fitted.classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()),
-                     policy)
+                     policy, max_input_chars=args.max_input_chars)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
     metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
     log.info("%s/%s: val custom_score %.4f, test custom_score %.4f, p50 %.1f ms — model %s", family.name,

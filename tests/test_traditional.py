@@ -15,7 +15,7 @@ MODELS = ["logreg", "linear_svm", "naive_bayes", "random_forest", "xgboost"]
 
 @pytest.fixture(scope="module")
 def all_models_run(run_entry_point):
-    run_entry_point("traditional", EXPERIMENT, model="all", sample=600, cv_folds=2)
+    run_entry_point("traditional", EXPERIMENT, model="all", sample=600, cv_folds=2, augment="evasion")
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], "tags.`promptcls.model` = 'all'")
@@ -44,8 +44,11 @@ def test_child_logs_contract(all_models_run, model):
                      "accuracy", "f1_macro", "roc_auc"):
             assert 0.0 <= metrics[f"{prefix}_{name}"] <= 1.0, f"{prefix}_{name}"
     for name in ("external_recall_c2", "f1_external", "cv_custom_score_mean", "cv_custom_score_std",
-                 "latency_p50_ms", "latency_p95_ms", "train_seconds"):
+                 "latency_p50_ms", "latency_p95_ms", "train_seconds", "val_evasion_pairs"):
         assert name in metrics
+    assert 0.0 <= metrics["val_evasion_flip_rate"] <= 1.0 and "val_evasion_flip_rate_base64_wrapper" in metrics
+    assert int(params["augment_rows"]) > 0 and params["augment"] == "evasion"  # copies of every class, counted
+    assert all(int(params[f"augment_rows_c{c}"]) > 0 for c in range(3))
     assert metrics["latency_p95_ms"] >= metrics["latency_p50_ms"] > 0
     assert any(k.startswith("hp_") for k in params) and params["seed"] == "42"
     assert len(tags["promptcls.data_digest"]) == 16 and tags["promptcls.code_version"].startswith("0.")

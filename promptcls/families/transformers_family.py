@@ -213,6 +213,11 @@ class HFTextClassifier:
         self.input_names = model_input_names(model, tokenizer)
         self.threads = torch.get_num_threads()
 
+    @property
+    def window_chars(self) -> int:
+        """The contract's window for long inputs: about what `max_length` tokens hold (~4 characters a token)."""
+        return 4 * self.max_length
+
     def _use_threads(self, n_texts: int) -> None:
         import torch
 

@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
 
-import yaml
-
-from promptcls.schemas import Strict, validate
+from promptcls.schemas import Strict, package_config
 
 
 class LimitsConfig(Strict):
@@ -35,5 +32,4 @@ class ServingConfig(Strict):
 @cache
 def serving_defaults() -> dict:
     """The validated defaults as a plain mapping (read once per process)."""
-    data = yaml.safe_load(files("promptcls.conf").joinpath("serving.yaml").read_text())
-    return validate(data, ServingConfig, "promptcls/conf/serving.yaml").model_dump()
+    return package_config("serving", ServingConfig)

@@ -75,11 +75,13 @@ def test_invariance_edits():
 
 
 def test_normaliser_changes_few_corpus_rows_and_keeps_labels_apart():
-    """The change from NFKC+strip is small on the corpus: 37 of 18,787 rows (invisible characters, one homoglyph
-    attack), and no normalised text ends up under two labels."""
+    """The change from NFKC+strip is small on the corpus: 126 of 31,311 rows (format characters and variation
+    selectors; ~55 TensorTrust attacks padded with 'ö ö ö …', whose decoration is folded; a few UTS #39
+    look-alikes inside Latin words; 108 of the 126 rows are malicious), and no normalised text ends up under two
+    labels."""
     rows = [json.loads(line) for line in DEFAULT_DATA.open(encoding="utf-8")]
     changed = [r for r in rows if normalize_text(r["text"]) != unicodedata.normalize("NFKC", r["text"]).strip()]
-    assert 0 < len(changed) <= 50
+    assert 0 < len(changed) <= 150
     labels = {}
     for r in rows:
         labels.setdefault(normalize_text(r["text"]), set()).add(r["label"])

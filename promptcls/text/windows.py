@@ -1,0 +1,56 @@
+"""Overlapping windows for long inputs, so that one malicious passage in a long benign document is found.
+
+A text longer than the classifier's window (`window_chars`: an attribute a `TextClassifier` may set, else
+`windows.default_chars` in `conf/robustness.yaml`) is scored whole *and* as windows of at most `window_chars`
+characters made of whole sentences (a longer sentence is cut at spaces), each starting half-way into the one
+before, so every sentence is seen whole and with its neighbours. The contract
+decides on the most severe of them (highest label, then highest P(malicious)) and reports that window's span.
+"""
+
+from __future__ import annotations
+
+import re
+
+from promptcls.text.settings import robustness
+
+
+def window_size(classifier) -> int:
+    """The classifier's window in characters (what it reads well: a transformer's token budget, ...)."""
+    size = getattr(classifier, "window_chars", None)
+    return int(size() if callable(size) else size or robustness()["windows"]["default_chars"])
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:;\n])\s+|\n")
+
+
+def _cuts(text: str, size: int) -> list[int]:
+    """Start offsets of the sentences of `text`; a sentence longer than `size` is cut at spaces as well."""
+    starts = [0, *(m.end() for m in _SENTENCE_END.finditer(text) if m.end() < len(text))]
+    cuts = []
+    for start, end in zip(starts, [*starts[1:], len(text)]):
+        cuts.append(start)
+        position = start
+        while end - position > size // 2:  # long sentences: cut points every half window, at a space
+            space = text.rfind(" ", position + 1, position + size // 2 + 1)
+            position = space + 1 if space > position else position + size // 2
+            if position < end:
+                cuts.append(position)
+    return sorted(set(cuts))
+
+
+def windows(text: str, size: int) -> list[tuple[int, int]]:
+    """(start, end) spans of overlapping windows covering `text`, made of whole sentences where they fit; none
+    when the text fits in one window. Each window starts where its predecessor's second half begins."""
+    if len(text) <= size:
+        return []
+    cuts, spans, i = _cuts(text, size), [], 0
+    bounds = [*cuts, len(text)]
+    while True:
+        start, j = bounds[i], i + 1
+        while j < len(bounds) - 1 and bounds[j + 1] - start <= size:
+            j += 1
+        spans.append((start, bounds[j]))
+        if bounds[j] >= len(text):
+            return spans
+        middle = start + (bounds[j] - start) // 2
+        i = max(i + 1, max(k for k in range(i, j + 1) if bounds[k] <= middle))
