@@ -1,4 +1,12 @@
-"""The main entry point: the default experiment end to end, as one parent run with a child per family run."""
+"""The main entry point: the default experiment end to end, as one parent run with a child per family run, an
+ensemble of the best run of each family, then `select`.
+
+Budget (`make run` <= 30 min on 2 cores): the traditional models of `traditional_models` (default the three fast
+linear ones; random_forest and xgboost take ~10 of those minutes on corpus v4 and rank below logreg), one Keras
+model, MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch, `transformer_patience`) under a
+wall-clock cap (`transformer_max_minutes`), and the voting and stacking ensembles. Every model serves the threshold
+policy fitted on validation (`policy`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from promptcls.config import DEFAULT_DATA, DEFAULT_EXPERIMENT, DEFAULT_EXTERNAL
 from promptcls.families import FAMILIES, get_family
+from promptcls.ood.scoring import RANK_SCORE
 from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError
 from promptcls.select import run as select
 from promptcls.tracking import entry_run, log_new_params
@@ -16,17 +25,19 @@ from promptcls.train import RANK_METRIC
 from promptcls.train import run as train
 
 
-MAIN_JOB = {  # what the main job trains of each family, besides the common arguments
+MAIN_JOB = {  # what the main job trains of each family, besides the common arguments: one dict per run
     "traditional": lambda a: {"model": "all", "cv_folds": a.cv_folds},
     "deep_learning": lambda a: {"model": a.deep_learning_model},
-    "transformers": lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs},
+    "transformers": lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs,
+                               "evals_per_epoch": a.transformer_evals_per_epoch, "patience": a.transformer_patience,
+                               "max_train_minutes": a.transformer_max_minutes},
 }
 
 
 @dataclass
 class MainArgs:
-    """Run the default experiment: every traditional model, one deep-learning model and a short MiniLM fine-tune on
-    the bundled corpus, then `select`."""
+    """Run the default experiment: the fast traditional models, one deep-learning model and MiniLM to early stopping
+    on the bundled corpus, an ensemble of the best of each, then `select`."""
 
     data: str = field(default=str(DEFAULT_DATA), metadata={"help": "labelled file: .jsonl, .json or .csv"})
     external: str = field(default=str(DEFAULT_EXTERNAL), metadata={"help": "blind set (all class 2); '' to skip"})
@@ -37,26 +48,59 @@ class MainArgs:
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
     families: str = field(default="traditional,deep_learning,transformers",
                           metadata={"help": "families to train, comma-separated"})
+    traditional_models: str = field(default="logreg,linear_svm,naive_bayes",
+                                    metadata={"help": "traditional models to train, comma-separated"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
-    transformer_epochs: int = field(default=1, metadata={"help": "epochs of the MiniLM fine-tune"})
+    transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
+    transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
+    transformer_patience: int = field(default=2, metadata={"help": "MiniLM: evaluations without improvement"})
+    transformer_max_minutes: float = field(default=10.0, metadata={"help": "wall-clock cap on MiniLM training"})
+    policy: str = field(default="threshold", metadata={"help": "decision policy of every model: threshold or none"})
+    ood_sources: str = field(default="default", metadata={"help": "held-out OOD sources: default, none or a,b,c"})
+    ensemble: bool = field(default=True, metadata={"help": "build voting and stacking ensembles of the best runs"})
 
     def __post_init__(self):
         unknown = set(self.families.split(",")) - set(FAMILIES)
         if unknown:
             raise ValueError(f"families: unknown {sorted(unknown)}; valid: {', '.join(FAMILIES)}")
+        from promptcls.families.traditional import load_config
+        unknown = set(self.traditional_models.split(",")) - set(load_config()["models"])
+        if unknown:
+            raise ValueError(f"traditional_models: unknown {sorted(unknown)}; valid: "
+                             f"{', '.join(load_config()['models'])}")
+
+
+def rank(result) -> float:
+    return result.metrics.get(RANK_SCORE, result.metrics[RANK_METRIC])
+
+
+def build_ensembles(results, common: dict) -> list:
+    """Voting and stacking over the best run of each family of this job (when there are two families or more)."""
+    from promptcls.families.ensemble import EnsembleArgs, EnsembleFamily
+
+    best = {}
+    for result in sorted(results, key=rank, reverse=True):
+        best.setdefault(result.family, result.run_id)
+    if len(best) < 2:
+        print(f"no ensemble: it needs runs of two families, this job trained {', '.join(best) or 'none'}")
+        return []
+    return train(EnsembleFamily(), EnsembleArgs(model="all", members=",".join(best.values()), **common))
 
 
 def run(args: MainArgs) -> None:
     common = dict(data=args.data, external=args.external, sample=args.sample, seed=args.seed,
-                  experiment=args.experiment)
+                  experiment=args.experiment, policy=args.policy, ood_sources=args.ood_sources)
     with entry_run(args.experiment, run_name="main") as pipeline:
         mlflow.set_tag("promptcls.pipeline", "main")
-        log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds})
+        log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds, "policy": args.policy,
+                        "ood_sources": args.ood_sources, "traditional_models": args.traditional_models})
         results = []
         for name in args.families.split(","):  # lazily: the TF and torch families import their stacks here
             family = get_family(name)
-            family_args = family.args_class(**common, **MAIN_JOB[name](args))
-            results += train(family, family_args)
+            only = args.traditional_models.split(",") if name == "traditional" else None
+            results += train(family, family.args_class(**common, **MAIN_JOB[name](args)), only)
+        if args.ensemble:
+            results += build_ensembles(results, common)
         experiment = MlflowClient().get_experiment(pipeline.info.experiment_id)
         selection = SelectArgs(experiment=experiment.name, gates=args.gates)
         try:
@@ -64,11 +108,12 @@ def run(args: MainArgs) -> None:
         except SelectionError as exc:
             champion = None
             print(f"no champion promoted: {exc}")
-    best = max(results, key=lambda r: r.metrics[RANK_METRIC])
+    best = max(results, key=rank)
     uri = mlflow.get_tracking_uri()
     print(f"\nMLflow UI: {uri}/#/experiments/{experiment.experiment_id}")
-    print(f"best run of this job by {RANK_METRIC}: {best.family}/{best.model} "
-          f"{RANK_METRIC}={best.metrics[RANK_METRIC]:.4f} test_custom_score={best.metrics['test_custom_score']:.4f}"
+    print(f"best run of this job by {RANK_SCORE}: {best.family}/{best.model} {RANK_SCORE}={rank(best):.4f} "
+          f"(val {best.metrics[RANK_METRIC]:.4f}, ood {best.metrics.get('ood_custom_score', float('nan')):.4f}) "
+          f"test_custom_score={best.metrics['test_custom_score']:.4f}"
           f" -> {uri}/#/experiments/{experiment.experiment_id}/runs/{best.run_id}")
     if champion:
         name = selection.model_name

@@ -1,5 +1,10 @@
-"""`select`: rank finished runs by a validation metric under gates, register the winner, promote it, write the card.
+"""`select`: rank finished runs under gates, register the winner, promote it, write the card.
 
+The ranking metric comes from the gates file (default `rank_score`, the mean of `val_custom_score` and
+`ood_custom_score`, see promptcls/ood/scoring.py). A winner replaces a champion trained on the same data only when
+it ranks higher *and* an exact McNemar test on the validation/OOD rows both were scored on says it makes fewer
+benign <-> malicious errors (one-sided p < `paired_alpha` of the gates file); `force=true` skips the paired test
+(and the data-digest check).
 Nothing in the registry changes until every check has passed; `dry_run` changes nothing at all.
 """
 
@@ -22,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from promptcls import server
 from promptcls.card import registry_description, render_card
 from promptcls.config import DEFAULT_EXPERIMENT, PROJECT_ROOT, UsageError
+from promptcls.ood.paired import PairedResult, compare_runs
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,8 @@ class SelectArgs:
     gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_p95_ms<=50'"})
     model_name: str = field(default="", metadata={"help": "registered model name (default: gates file)"})
     dry_run: bool = field(default=False, metadata={"help": "rank and report only; change nothing"})
-    force: bool = field(default=False, metadata={"help": "replace a champion trained on a different data digest"})
+    force: bool = field(default=False, metadata={"help": "replace the champion without the paired test, even "
+                                                         "one trained on a different data digest"})
 
     def __post_init__(self):
         path = Path(self.gates)
@@ -96,6 +103,10 @@ class SelectArgs:
         self.gate_list = list(gates.values())
         self.metric = self.metric or config.get("metric", "val_custom_score")
         self.model_name = self.model_name or config.get("registered_model", "promptcls")
+        self.paired_alpha = float(config.get("paired_alpha", 0.05))
+        if not 0 < self.paired_alpha < 1:
+            raise SelectionError(f"{path}: paired_alpha must be in (0, 1), got {self.paired_alpha}")
+        self.comparison: PairedResult | None = None  # the champion-vs-challenger test, once `decide` ran it
         if self.metric.startswith("test_") or any(g.metric.startswith("test_") for g in self.gate_list):
             raise SelectionError("test metrics are for the final report only; rank and gate on val_* metrics")
 
@@ -148,7 +159,17 @@ def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tup
     old, new = champion_run.data.metrics.get(args.metric, float("-inf")), winner.data.metrics[args.metric]
     if same_data and new <= old:
         return False, f"champion v{champion.version} ranks at least as high ({args.metric} {old:.4f} >= {new:.4f})"
-    return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f})"
+    if args.force:
+        return True, f"force=true: replacing champion v{champion.version} ({args.metric} {old:.4f} -> {new:.4f})"
+    paired = compare_runs(champion.run_id, winner.info.run_id)
+    if isinstance(paired, str):
+        return False, f"no paired test against champion v{champion.version}: {paired}. Pass force=true to replace it"
+    args.comparison = paired
+    if paired.p_value >= args.paired_alpha:
+        return False, (f"{args.metric} {new:.4f} > {old:.4f}, but not significantly better than champion "
+                       f"v{champion.version}: {paired.describe()} (needs p < {args.paired_alpha}). "
+                       "Pass force=true to replace it anyway")
+    return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f}); {paired.describe()}"
 
 
 def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
@@ -156,8 +177,11 @@ def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
     metrics = winner.data.metrics
     tags = {"data_digest": winner.data.tags.get("promptcls.data_digest", ""),
             "code_version": winner.data.tags.get("promptcls.code_version", ""), "run_id": winner.info.run_id,
-            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_recall_c2", "val_false_alarm_rate",
-                                                "test_custom_score", "latency_p95_ms") if k in metrics}}
+            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_custom_score", "ood_custom_score", "val_recall_c2", "val_false_alarm_rate",
+                                                "ood_recall_c2", "ood_benign_flag_rate", "test_custom_score",
+                                                "latency_p95_ms") if k in metrics}}
+    if args.comparison:
+        tags.update(paired_p_value=f"{args.comparison.p_value:.4g}", paired_effect=f"{args.comparison.effect:+.4f}")
     version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=tags)
     card = render_card(client, winner, args, version.version)
     client.update_model_version(args.model_name, version.version,
@@ -203,7 +227,10 @@ def run(args: SelectArgs) -> str | None:
             raise SelectionError(f"no candidate passes the gates ({len(candidates)} ranked); registry unchanged")
         winner, champion = passing[0].run, current_champion(client, args.model_name)
         replace, reason = decide(client, winner, champion, args)
-        mlflow.set_tags({"promptcls.selected_run": winner.info.run_id, "promptcls.decision": reason})
+        mlflow.set_tags({"promptcls.selected_run": winner.info.run_id, "promptcls.decision": reason[:5000]})
+        if args.comparison:
+            mlflow.log_metrics({"paired_p_value": args.comparison.p_value, "paired_effect": args.comparison.effect,
+                                "paired_rows": args.comparison.n})
         label = f"{winner.data.tags.get('promptcls.family')}/{winner.data.tags.get('promptcls.model')}"
         if args.dry_run:
             print(f"dry run: would {'promote' if replace else 'keep the champion, not promote'} {label} "

@@ -144,15 +144,15 @@ def train_on_other_rank(family: Family, models: list[str], splits: Splits, args:
     return []
 
 
-def run(family: Family, args: TrainArgs) -> list[ModelResult]:
-    """Run one training entry point; returns one result per trained model, best first by val custom_score
-    (none on torchrun ranks other than 0)."""
+def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[ModelResult]:
+    """Run one training entry point; returns one result per trained model, best first by rank_score (else val
+    custom_score; none on torchrun ranks other than 0). `only`: with model=all, train just these models."""
     if not family.supports_distributed:
         require_single_process(f"the {family.name} family")
     dataset = load_dataset(args.data)
     frame, ood = split_ood(stratified_sample(dataset.frame, args.sample, args.seed), args.ood_sources)
     splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
-    models = family.model_names() if args.model == "all" else [args.model]
+    models = (only or family.model_names()) if args.model == "all" else [args.model]
     if not is_main_process():
         return train_on_other_rank(family, models, splits, args)
     external = load_dataset(args.external).frame if args.external else None

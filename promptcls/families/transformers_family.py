@@ -77,15 +77,19 @@ class TransformersArgs(TrainArgs):
     tokenization_num_proc: int = _default("tokenization_num_proc")
     dataloader_num_workers: int = _default("dataloader_num_workers")
     torch_threads: int = _default("torch_threads")
+    evals_per_epoch: int = _default("evals_per_epoch")
+    max_train_minutes: float = _default("max_train_minutes")
 
     def __post_init__(self):
         if self.model == "all":
             raise ValueError("model=all is not supported by the transformers family: pick one model "
                              f"({', '.join(load_config()['models'])}, a hub id or a directory)")
-        for name in ("max_length", "max_epochs", "batch_size", "eval_batch_size", "tokenization_num_proc"):
+        for name in ("max_length", "max_epochs", "batch_size", "eval_batch_size", "tokenization_num_proc",
+                     "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma"):
+        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma",
+                     "max_train_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
@@ -302,7 +306,8 @@ class TransformersFamily(Family):
         if logs:
             evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
             best = max(evals, key=lambda e: e["eval_custom_score"])
-            mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
+            mlflow.log_metrics({"epochs_trained": len(evals) if args.evals_per_epoch == 1 else evals[-1]["epoch"],
+                                "evaluations": len(evals), "best_epoch": round(best["epoch"], 2),
                                 "train_samples_per_second": result.metrics["train_samples_per_second"]})
         return HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
                                 tokenizer, args.max_length)
