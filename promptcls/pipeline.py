@@ -78,13 +78,15 @@ def build_ensembles(results, common: dict) -> list:
     """Voting and stacking over the best run of each family of this job (when there are two families or more)."""
     from promptcls.families.ensemble import EnsembleArgs, EnsembleFamily
 
-    best = {}
-    for result in sorted(results, key=rank, reverse=True):
-        best.setdefault(result.family, result.run_id)
+    best = {}  # family -> its best result, families in the order the job trained them
+    for result in results:
+        if result.family not in best or rank(result) > rank(best[result.family]):
+            best[result.family] = result
     if len(best) < 2:
         print(f"no ensemble: it needs runs of two families, this job trained {', '.join(best) or 'none'}")
         return []
-    return train(EnsembleFamily(), EnsembleArgs(model="all", members=",".join(best.values()), **common))
+    members = ",".join(r.run_id for r in best.values())
+    return train(EnsembleFamily(), EnsembleArgs(model="all", members=members, **common))
 
 
 def run(args: MainArgs) -> None:

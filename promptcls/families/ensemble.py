@@ -206,8 +206,8 @@ class EnsembleFamily(Family):
                                       cache=self.cache)
         texts, y = splits.val["text"].tolist(), splits.val["label"].to_numpy()
         parts = ensemble.member_proba(texts)
-        mlflow.log_params({"ensemble_members": ",".join(members), "ensemble_method": model_name,
-                           "n_members": len(members)})
+        mlflow.log_params({"ensemble_members": ",".join(members), "ensemble_method": model_name})
+        mlflow.log_metric("n_members", len(members))
         if model_name == "voting":
             ensemble.weights = fit_weights(parts, y)
             mlflow.log_params({f"weight_{i}": round(float(w), 4) for i, w in enumerate(ensemble.weights)})
