@@ -166,10 +166,8 @@ class EnsembleFamily(Family):
     def resolve(self, args: EnsembleArgs) -> list[str]:
         if args.members:
             return [m.strip() for m in args.members.split(",") if m.strip()]
-        client = MlflowClient()
-        experiment = client.get_experiment_by_name(args.experiment) or \
-            client.get_experiment(mlflow.active_run().info.experiment_id)
-        members = default_members(client, experiment.experiment_id, args, load_dataset(args.data).digest)
+        experiment_id = mlflow.active_run().info.experiment_id  # the ensemble's own experiment
+        members = default_members(MlflowClient(), experiment_id, args, load_dataset(args.data).digest)
         log.info("ensemble members (best run of each family by %s): %s", RANK_SCORE, ", ".join(members) or "none")
         return members
 
