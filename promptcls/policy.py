@@ -15,7 +15,8 @@ Calibration is temperature scaling (one scalar T fitted by minimising validation
 below it, raised where needed so that at most `review_target` of benign rows go to suspicious (P(pred 1 | true 0),
 `benign_review_rate`): an analyst queue that receives half of the benign traffic is no fix, so the review bound
 wins over the miss target. The model's own suspicious votes count first; when they alone exceed the bound,
-`suspicious_margin` rises until they fit (and the middle band closes). `policy=none` keeps the plain argmax of the model's probabilities.
+`suspicious_margin` rises until they fit (and the middle band closes). `policy=none` keeps the plain argmax of the
+model's probabilities.
 """
 
 from __future__ import annotations

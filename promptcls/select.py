@@ -177,7 +177,8 @@ def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
     metrics = winner.data.metrics
     tags = {"data_digest": winner.data.tags.get("promptcls.data_digest", ""),
             "code_version": winner.data.tags.get("promptcls.code_version", ""), "run_id": winner.info.run_id,
-            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_custom_score", "ood_custom_score", "val_recall_c2", "val_false_alarm_rate",
+            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_custom_score", "ood_custom_score", "val_recall_c2",
+                                                "val_false_alarm_rate",
                                                 "ood_recall_c2", "ood_benign_flag_rate", "test_custom_score",
                                                 "latency_p95_ms") if k in metrics}}
     if args.comparison:
