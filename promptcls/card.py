@@ -16,7 +16,7 @@ from promptcls.names import CODE_VERSION_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_
 
 TEMPLATE = files("promptcls.registry").joinpath("model_card.md.j2")  # package data: works from a wheel
 REPORT_METRICS = ("custom_score", "recall_c2", "precision_c1", "f1_c0", "false_alarm_rate", "missed_threat_rate",
-                  "benign_flag_rate", "malicious_miss_rate", "accuracy", "f1_macro", "roc_auc")
+                  "benign_flag_rate", "benign_review_rate", "malicious_miss_rate", "accuracy", "f1_macro", "roc_auc")
 
 
 def _artifact_json(client: MlflowClient, run_id: str, path: str):
@@ -66,6 +66,9 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
         data_path=params.get("data_path", "?"), data_digest=run.data.tags.get(DATA_DIGEST_TAG, "?"),
         params=params, sources=sources, metrics=run.data.metrics, report_metrics=REPORT_METRICS,
         confusion=(confusion or {}).get("rows_true_cols_pred"), gates=args.gate_list, nan=math.nan,
+        comparison=getattr(args, "comparison", None), ood_sources=params.get("ood_sources_used", ""),
+        genre_rates={k.removeprefix("ood_benign_flag_rate_"): v for k, v in sorted(run.data.metrics.items())
+                     if k.startswith("ood_benign_flag_rate_")},
         holdout=holdout, holdout_metrics={k: holdout.data.metrics.get(k, math.nan) for k in LSO_METRICS}
         if holdout else {})
 

@@ -109,6 +109,11 @@ class TrainArgs:
     max_input_chars: int = field(default_factory=lambda: robustness()["limits"]["max_input_chars"],
                                  metadata={"help": "longest `text` (characters) the logged model accepts; longer "
                                                    "-> HTTP 400 (default: conf/robustness.yaml)"})
+    policy_review_target: float = field(default=0.10, metadata={"help": "threshold policy: max validation "
+                                                                        "P(pred 1 | true 0), the benign review share"})
+    ood_sources: str = field(default="default", metadata={"help": "sources held out of train/val/test and scored "
+                                                                  "as ood_*: default (promptcls/conf/sources.yaml), "
+                                                                  "none, or a,b,c"})
 
     def __post_init__(self):
         for name in ("val_size", "test_size"):
@@ -116,6 +121,10 @@ class TrainArgs:
                 raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
         if self.policy not in ("none", "threshold"):
             raise ValueError(f"policy must be none or threshold, got {self.policy!r}")
+        if not 0.0 < self.policy_review_target <= 1.0:
+            raise ValueError(f"policy_review_target must be in (0, 1], got {self.policy_review_target}")
+        if not self.ood_sources.strip():
+            raise ValueError("ood_sources must be default, none or a comma-separated list of sources")
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -32,12 +32,6 @@ def split_metrics(predict_fn: PredictFn, frame: pd.DataFrame) -> dict[str, float
     return security_metrics(frame["label"].to_numpy(), out["label"].to_numpy(), out[SCORE_COLUMNS].to_numpy())
 
 
-def log_split_evaluation(predict_fn: PredictFn, frame: pd.DataFrame, prefix: str, with_ci: bool = False,
-                         step: int = 0) -> dict[str, float]:
-    """Score `frame` (text, label) and log it with `log_scored`."""
-    return log_scored(frame, predict(predict_fn, frame["text"].tolist()), prefix, with_ci, step)
-
-
 def log_scored(frame: pd.DataFrame, out: pd.DataFrame, prefix: str, with_ci: bool = False,
                step: int = 0) -> dict[str, float]:
     """Log `{prefix}_*` metrics, confusion matrix (PNG + JSON) and a report for contract predictions `out` of

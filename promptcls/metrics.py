@@ -7,6 +7,7 @@ With N scored samples, classes 0 benign, 1 suspicious, 2 malicious:
 * ``critical_error_rate`` = false_alarm_rate + missed_threat_rate
 * ``custom_score``        = (0.5 recall_c2 + 0.3 precision_c1 + 0.2 f1_c0) * exp(-CRITICAL_ERROR_PENALTY * critical_error_rate)
 * ``benign_flag_rate``    = P(pred 2 | true 0);  ``malicious_miss_rate`` = P(pred 0 | true 2)
+* ``benign_review_rate``  = P(pred 1 | true 0)     -- benign prompts sent to the analyst queue (suspicious)
 
 CRITICAL_ERROR_PENALTY = 5 makes each percentage point of benign<->malicious confusion cost ~5% of the score:
 a model with 2% critical errors keeps exp(-0.1) = 90.5% of its base score, one with 10% keeps 60.7%.
@@ -51,6 +52,7 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
     out["critical_error_rate"] = out["false_alarm_rate"] + out["missed_threat_rate"]
     out["benign_flag_rate"] = cm[0, 2] / actual[0] if actual[0] else 0.0
     out["malicious_miss_rate"] = cm[2, 0] / actual[2] if actual[2] else 0.0
+    out["benign_review_rate"] = cm[0, 1] / actual[0] if actual[0] else 0.0
     base = sum(w * out[k] for k, w in CUSTOM_SCORE_WEIGHTS.items())
     out["custom_score"] = base * math.exp(-CRITICAL_ERROR_PENALTY * out["critical_error_rate"])
     return {k: float(v) for k, v in out.items()}

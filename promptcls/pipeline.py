@@ -1,4 +1,12 @@
-"""The main entry point: the default experiment end to end, as one parent run with a child per family run."""
+"""The main entry point: the default experiment end to end, as one parent run with a child per family run, an
+ensemble of the best run of each family, then `select`.
+
+Budget (`make run` <= 30 min on 2 cores): the traditional models of `traditional_models` (default the three fast
+linear ones; random_forest and xgboost take ~10 of those minutes on corpus v4 and rank below logreg), one Keras
+model, MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch, `transformer_patience`) under a
+wall-clock cap (`transformer_max_minutes`), and the voting and stacking ensembles. Every model serves the threshold
+policy fitted on validation (`policy`).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +20,15 @@ from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, default_experiment,
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import (BEST_MODEL_TAG, CHAMPION_VERSION_TAG, PIPELINE_TAG, champion_uri, experiment_url,
                              model_version_url, run_url)
+from promptcls.ood.scoring import RANK_SCORE
 from promptcls.select import DEFAULT_GATES, SelectArgs, SelectionError, load_gates
 from promptcls.select import run as select
 from promptcls.tracking import entry_run, log_new_params
 from promptcls.train import RANK_METRIC
 from promptcls.train import run as train
 
-SUMMARY_METRICS = (RANK_METRIC, "val_recall_c2", "val_false_alarm_rate", "test_custom_score", "latency_p95_ms")
+SUMMARY_METRICS = (RANK_SCORE, RANK_METRIC, "ood_custom_score", "ood_recall_c2", "ood_benign_flag_rate",
+                   "val_recall_c2", "val_false_alarm_rate", "test_custom_score", "latency_p95_ms")
 
 
 MAIN_JOB = {name: registration.main_job for name, registration in FAMILIES.items()}
@@ -27,8 +37,8 @@ MAIN_JOB = {name: registration.main_job for name, registration in FAMILIES.items
 
 @dataclass
 class MainArgs:
-    """Run the default experiment: every traditional model, one deep-learning model and a short MiniLM fine-tune on
-    the bundled corpus, then `select`."""
+    """Run the default experiment: the fast traditional models, one deep-learning model and MiniLM to early stopping
+    on the bundled corpus, an ensemble of the best of each, then `select`."""
 
     data: str = field(default=str(DEFAULT_DATA), metadata={"help": "labelled file: .jsonl, .json or .csv"})
     external: str = field(default=str(DEFAULT_EXTERNAL), metadata={"help": "blind set (all class 2); '' to skip"})
@@ -39,8 +49,16 @@ class MainArgs:
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
     families: str = field(default="traditional,deep_learning,transformers",
                           metadata={"help": "families to train, comma-separated"})
+    traditional_models: str = field(default="logreg,linear_svm,naive_bayes",
+                                    metadata={"help": "traditional models to train, comma-separated"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
-    transformer_epochs: int = field(default=1, metadata={"help": "epochs of the MiniLM fine-tune"})
+    transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
+    transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
+    transformer_patience: int = field(default=2, metadata={"help": "MiniLM: evaluations without improvement"})
+    transformer_max_minutes: float = field(default=9.0, metadata={"help": "wall-clock cap on MiniLM training"})
+    policy: str = field(default="threshold", metadata={"help": "decision policy of every model: threshold or none"})
+    ood_sources: str = field(default="default", metadata={"help": "held-out OOD sources: default, none or a,b,c"})
+    ensemble: bool = field(default=True, metadata={"help": "build voting and stacking ensembles of the best runs"})
 
     def __post_init__(self):
         self.experiment = self.experiment or default_experiment()
@@ -48,14 +66,19 @@ class MainArgs:
         if unknown:
             raise ValueError(f"families: unknown {sorted(unknown)}; valid: {', '.join(FAMILIES)}")
         load_gates(self.gates)  # a bad gates file fails now, not after an hour of training
+        from promptcls.families.traditional import load_config
+        unknown = set(self.traditional_models.split(",")) - set(load_config()["models"])
+        if unknown:
+            raise ValueError(f"traditional_models: unknown {sorted(unknown)}; valid: "
+                             f"{', '.join(load_config()['models'])}")
 
 
 def log_summary(results: list, champion: str | None) -> None:
     """The parent run's own row in the runs list: the candidates table, the champion, the best key metrics."""
     table = pd.DataFrame([{"family": r.family, "model": r.model, "run_id": r.run_id,
                            **{k: r.metrics.get(k) for k in SUMMARY_METRICS}} for r in results])
-    mlflow.log_table(table.sort_values(RANK_METRIC, ascending=False), "summary.json")
-    best = max(results, key=lambda r: r.metrics[RANK_METRIC])
+    mlflow.log_table(table.sort_values(RANK_SCORE, ascending=False), "summary.json")
+    best = max(results, key=rank)
     mlflow.log_metrics({f"best_{k}": best.metrics[k] for k in SUMMARY_METRICS if k in best.metrics}
                        | {"n_candidates": len(results)})
     mlflow.set_tag(BEST_MODEL_TAG, f"{best.family}/{best.model}")
@@ -64,18 +87,41 @@ def log_summary(results: list, champion: str | None) -> None:
         mlflow.log_metric("champion_version", int(champion))
 
 
+def rank(result) -> float:
+    return result.metrics.get(RANK_SCORE, result.metrics[RANK_METRIC])
+
+
+def build_ensembles(results, common: dict) -> list:
+    """Voting and stacking over the best run of each family of this job (when there are two families or more)."""
+    from promptcls.families.ensemble import EnsembleArgs, EnsembleFamily
+
+    best = {}  # family -> its best result, families in the order the job trained them
+    for result in results:
+        if result.family not in best or rank(result) > rank(best[result.family]):
+            best[result.family] = result
+    if len(best) < 2:
+        print(f"no ensemble: it needs runs of two families, this job trained {', '.join(best) or 'none'}")
+        return []
+    members = ",".join(r.run_id for r in best.values())
+    return train(EnsembleFamily(), EnsembleArgs(model="all", members=members, **common))
+
+
 def run(args: MainArgs) -> None:
     common = dict(data=args.data, external=args.external, sample=args.sample, seed=args.seed,
-                  experiment=args.experiment)
+                  experiment=args.experiment, policy=args.policy, ood_sources=args.ood_sources)
     # every family's arguments (and so its YAML) are validated before the parent run exists
-    plan = [(family, family.args_class(**common, **MAIN_JOB[name](args)))
+    plan = [(family, family.args_class(**common, **MAIN_JOB[name](args)),
+             args.traditional_models.split(",") if name == "traditional" else None)
             for name in args.families.split(",") for family in [get_family(name)]]
     with entry_run(args.experiment, run_name="main") as pipeline:
         mlflow.set_tag(PIPELINE_TAG, "main")
-        log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds})
+        log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds, "policy": args.policy,
+                        "ood_sources": args.ood_sources, "traditional_models": args.traditional_models})
         results = []
-        for family, family_args in plan:  # lazily: the TF and torch families import their stacks here
-            results += train(family, family_args)
+        for family, family_args, only in plan:  # lazily: the TF and torch families import their stacks here
+            results += train(family, family_args, only)
+        if args.ensemble:
+            results += build_ensembles(results, common)
         experiment = MlflowClient().get_experiment(pipeline.info.experiment_id)
         selection = SelectArgs(experiment=experiment.name, gates=args.gates)
         try:
@@ -84,11 +130,12 @@ def run(args: MainArgs) -> None:
             champion = None
             print(f"no champion promoted: {exc}")
         log_summary(results, champion)
-    best = max(results, key=lambda r: r.metrics[RANK_METRIC])
+    best = max(results, key=rank)
     uri = mlflow.get_tracking_uri()
     print(f"\nMLflow UI: {experiment_url(uri, experiment.experiment_id)}")
-    print(f"best run of this job by {RANK_METRIC}: {best.family}/{best.model} "
-          f"{RANK_METRIC}={best.metrics[RANK_METRIC]:.4f} test_custom_score={best.metrics['test_custom_score']:.4f}"
+    print(f"best run of this job by {RANK_SCORE}: {best.family}/{best.model} {RANK_SCORE}={rank(best):.4f} "
+          f"(val {best.metrics[RANK_METRIC]:.4f}, ood {best.metrics.get('ood_custom_score', float('nan')):.4f}) "
+          f"test_custom_score={best.metrics['test_custom_score']:.4f}"
           f" -> {run_url(uri, experiment.experiment_id, best.run_id)}")
     if champion:
         name = selection.model_name

@@ -73,6 +73,7 @@ class GateSpec(Strict):
 class GatesFile(Strict):
     metric: str = "val_custom_score"
     registered_model: str = Field("promptcls", min_length=1)
+    paired_alpha: float = Field(0.05, gt=0, lt=1)  # champion vs challenger: promote only when the paired p < this
     gates: list[GateSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

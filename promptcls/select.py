@@ -1,5 +1,10 @@
-"""`select`: rank finished runs by a validation metric under gates, register the winner, promote it, write the card.
+"""`select`: rank finished runs under gates, register the winner, promote it, write the card.
 
+The ranking metric comes from the gates file (default `rank_score`, the mean of `val_custom_score` and
+`ood_custom_score`, see promptcls/ood/scoring.py). A winner replaces a champion trained on the same data only when
+it ranks higher *and* an exact McNemar test on the validation/OOD rows both were scored on says it makes fewer
+benign <-> malicious errors (one-sided p < `paired_alpha` of the gates file); `force=true` skips the paired test
+(and the data-digest check).
 Nothing in the registry changes until every check has passed; `dry_run` changes nothing at all.
 """
 
@@ -22,9 +27,10 @@ from mlflow.tracking import MlflowClient
 from promptcls import server
 from promptcls.card import registry_description, render_card
 from promptcls.config import UsageError, default_experiment, experiment_field
-from promptcls.names import (CHALLENGER, CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG, KIND_TAG,
-                             MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, UNCHECKED_GATES_TAG,
+from promptcls.names import (CHALLENGER, CHAMPION, CODE_VERSION_TAG, DATA_DIGEST_TAG, DECISION_TAG, FAMILY_TAG,
+                             KIND_TAG, MODEL_TAG, PREVIOUS, PROMOTED_VERSION_TAG, SELECTED_RUN_TAG, UNCHECKED_GATES_TAG,
                              champion_uri)
+from promptcls.ood.paired import PairedResult, compare_runs
 from promptcls.schemas import GatesFile, load_yaml
 from promptcls.tracking import MODEL_URI_TAG, code_version, entry_run, log_new_params, model_runs
 
@@ -88,7 +94,8 @@ class SelectArgs:
     gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_p95_ms<=50'"})
     model_name: str = field(default="", metadata={"help": "registered model name (default: gates file)"})
     dry_run: bool = field(default=False, metadata={"help": "rank and report only; change nothing"})
-    force: bool = field(default=False, metadata={"help": "replace a champion trained on a different data digest"})
+    force: bool = field(default=False, metadata={"help": "replace the champion without the paired test, even "
+                                                         "one trained on a different data digest"})
     challenger: bool = field(default=False, metadata={
         "help": "also set the `challenger` alias on the best passing candidate that is not the champion "
                 "(for `promptcls serve --shadow models:/NAME@challenger`)"})
@@ -106,6 +113,8 @@ class SelectArgs:
         self.gate_list = list(gates.values())
         self.metric = self.metric or config.metric
         self.model_name = self.model_name or config.registered_model
+        self.paired_alpha = config.paired_alpha
+        self.comparison: PairedResult | None = None  # the champion-vs-challenger test, once `decide` ran it
         if self.metric.startswith("test_") or any(g.metric.startswith("test_") for g in self.gate_list):
             raise SelectionError("test metrics are for the final report only; rank and gate on val_* metrics")
 
@@ -174,16 +183,31 @@ def decide(client: MlflowClient, winner: Run, champion, args: SelectArgs) -> tup
     old, new = champion_run.data.metrics.get(args.metric, float("-inf")), winner.data.metrics[args.metric]
     if same_data and new <= old:
         return False, f"champion v{champion.version} ranks at least as high ({args.metric} {old:.4f} >= {new:.4f})"
-    return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f})"
+    if args.force:
+        return True, f"force=true: replacing champion v{champion.version} ({args.metric} {old:.4f} -> {new:.4f})"
+    paired = compare_runs(champion.run_id, winner.info.run_id)
+    if isinstance(paired, str):
+        return False, f"no paired test against champion v{champion.version}: {paired}. Pass force=true to replace it"
+    args.comparison = paired
+    if paired.p_value >= args.paired_alpha:
+        return False, (f"{args.metric} {new:.4f} > {old:.4f}, but not significantly better than champion "
+                       f"v{champion.version}: {paired.describe()} (needs p < {args.paired_alpha}). "
+                       "Pass force=true to replace it anyway")
+    return True, f"{args.metric} {new:.4f} beats champion v{champion.version} ({old:.4f}); {paired.describe()}"
 
 
-def version_tags(run: Run, args: SelectArgs) -> dict[str, str]:
-    """Tags of a registered version: provenance and the headline metrics of its run."""
+def version_tags(run: Run, args: SelectArgs, comparison: PairedResult | None = None) -> dict[str, str]:
+    """Tags of a registered version: provenance, the headline metrics of its run and, for a promoted challenger,
+    the paired test that let it replace the champion."""
     metrics = run.data.metrics
-    return {"data_digest": run.data.tags.get(DATA_DIGEST_TAG, ""),
+    tags = {"data_digest": run.data.tags.get(DATA_DIGEST_TAG, ""),
             "code_version": run.data.tags.get(CODE_VERSION_TAG, ""), "run_id": run.info.run_id,
-            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_recall_c2", "val_false_alarm_rate",
+            **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_custom_score", "ood_custom_score", "val_recall_c2",
+                                                "val_false_alarm_rate", "ood_recall_c2", "ood_benign_flag_rate",
                                                 "test_custom_score", "latency_p95_ms") if k in metrics}}
+    if comparison:
+        tags.update(paired_p_value=f"{comparison.p_value:.4g}", paired_effect=f"{comparison.effect:+.4f}")
+    return tags
 
 
 def mark_challenger(client: MlflowClient, passing: list[Candidate], champion_run_id: str | None,
@@ -208,7 +232,8 @@ def mark_challenger(client: MlflowClient, passing: list[Candidate], champion_run
 
 def promote(client: MlflowClient, winner: Run, champion, args: SelectArgs):
     """Register the winner, write its card, set aliases and the Production stage. Returns the new version."""
-    version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name, tags=version_tags(winner, args))
+    version = mlflow.register_model(winner.data.tags[MODEL_URI_TAG], args.model_name,
+                                    tags=version_tags(winner, args, args.comparison))
     card = render_card(client, winner, args, version.version)
     client.update_model_version(args.model_name, version.version,
                                 description=registry_description(card, winner.info.run_id))
@@ -254,7 +279,10 @@ def run(args: SelectArgs) -> str | None:
             raise SelectionError(f"no candidate passes the gates ({len(candidates)} ranked); registry unchanged")
         winner, champion = passing[0].run, current_champion(client, args.model_name)
         replace, reason = decide(client, winner, champion, args)
-        mlflow.set_tags({SELECTED_RUN_TAG: winner.info.run_id, DECISION_TAG: reason})
+        mlflow.set_tags({SELECTED_RUN_TAG: winner.info.run_id, DECISION_TAG: reason[:5000]})
+        if args.comparison:
+            mlflow.log_metrics({"paired_p_value": args.comparison.p_value, "paired_effect": args.comparison.effect,
+                                "paired_rows": args.comparison.n})
         label = f"{winner.data.tags.get(FAMILY_TAG)}/{winner.data.tags.get(MODEL_TAG)}"
         challenger = partial(mark_challenger, client, passing,  # the champion after this selection
                              winner.info.run_id if replace else champion.run_id, args)

@@ -23,11 +23,13 @@ from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, TextClassif
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.distributed import is_main_process, rank, require_single_process, world_size
 from promptcls.evasion import split_flip_rates
-from promptcls.evaluate import log_external_evaluation, log_latency, log_split_evaluation, split_metrics
+from promptcls.evaluate import log_external_evaluation, log_latency, log_scored, predict, split_metrics
 from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.feedback.retrain import Feedback, load_feedback
 from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_TAG
+from promptcls.ood.scoring import RANK_SCORE, log_ood_evaluation, log_ood_rows, log_paired_predictions, rank_score
+from promptcls.ood.sources import policy_mask, split_ood
 from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.text.augment import augment_frame
 from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
@@ -62,7 +64,8 @@ def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> Decis
     if args.policy == "none":
         return DecisionPolicy()
     policy = fit_policy(classifier.predict_proba(val["text"].tolist()), val["label"].to_numpy(),
-                        args.policy_benign_flag_target, args.policy_miss_target)
+                        args.policy_benign_flag_target, args.policy_miss_target,
+                        review_target=args.policy_review_target, risky=policy_mask(val).to_numpy())
     mlflow.log_params({f"policy_{k}": v for k, v in policy.to_dict().items() if k != "kind"})
     return policy
 
@@ -74,10 +77,13 @@ class FittedModel:
         self.classifier, self.policy, self.metrics = classifier, policy, metrics
         self.predict_fn = PromptClassifierModel(classifier, policy).as_predict_fn()
         self.step = final_step()  # after the family's per-epoch curves: the restored model's values are the run's
+        self.scored: dict[str, tuple[pd.DataFrame, object]] = {}  # split -> (rows, predicted labels)
 
     def score(self, frame: pd.DataFrame, prefix: str) -> None:
         """Log `{prefix}_*` metrics on one split (under a policy, also its argmax effect) and keep them."""
-        scores = log_split_evaluation(self.predict_fn, frame, prefix, with_ci=prefix == "test", step=self.step)
+        out = predict(self.predict_fn, frame["text"].tolist())
+        scores = log_scored(frame, out, prefix, with_ci=prefix == "test", step=self.step)
+        self.scored[prefix] = (frame, out["label"].to_numpy())
         self.metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
         if self.policy.kind != "none":  # the policy's effect: the same split under plain argmax
             argmax = split_metrics(PromptClassifierModel(self.classifier).as_predict_fn(), frame)
@@ -113,13 +119,22 @@ def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainAr
 
 
 def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
-              args: TrainArgs, feedback: Feedback | None = None) -> dict[str, float]:
-    """Train, evaluate and log one model into the active run; returns its metrics."""
+              args: TrainArgs, feedback: Feedback | None = None, ood: pd.DataFrame | None = None) -> dict[str, float]:
+    """Train, evaluate and log one model into the active run; returns its metrics. `feedback`: reviewed rows, the
+    held-out part scored as `feedback_*`; `ood`: held-out sources, scored as `ood_*` (and `rank_score`), never
+    trained on."""
     fitted = fit_validated(family, model_name, splits, args)
     fitted.score(splits.test, "test")
     if feedback is not None and len(feedback.holdout):
         fitted.score(feedback.holdout, "feedback")  # held-out reviewed rows: never trained on
     metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
+    if ood is not None:
+        ood_metrics, ood_pred = log_ood_evaluation(predict_fn, ood, step=fitted.step)
+        metrics.update(ood_metrics)
+        fitted.scored["ood"] = (ood, ood_pred)
+        metrics[RANK_SCORE] = rank_score(metrics)
+        mlflow.log_metric(RANK_SCORE, metrics[RANK_SCORE], step=fitted.step)
+    log_paired_predictions(fitted.scored)
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
     if args.explain_samples:
@@ -151,19 +166,19 @@ def train_on_other_rank(family: Family, models: list[str], splits: Splits, args:
     return []
 
 
-def run(family: Family, args: TrainArgs) -> list[ModelResult]:
-    """Run one training entry point; returns one result per trained model, best first by val custom_score
-    (none on torchrun ranks other than 0)."""
+def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[ModelResult]:
+    """Run one training entry point; returns one result per trained model, best first by rank_score (else val
+    custom_score; none on torchrun ranks other than 0). `only`: with model=all, train just these models."""
     if not family.supports_distributed:
         require_single_process(f"the {family.name} family")
     dataset = load_dataset(args.data)
-    frame = stratified_sample(dataset.frame, args.sample, args.seed)
+    frame, ood = split_ood(stratified_sample(dataset.frame, args.sample, args.seed), args.ood_sources)
     splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
     feedback = None
     if args.feedback:
         feedback = load_feedback(args.feedback, splits, args.feedback_holdout, args.feedback_weight, args.seed)
         splits = feedback.training_splits(splits, family.supports_sample_weights)
-    models = family.model_names() if args.model == "all" else [args.model]
+    models = (only or family.model_names()) if args.model == "all" else [args.model]
     if not is_main_process():
         return train_on_other_rank(family, models, splits, args)
     external = load_dataset(args.external).frame if args.external else None
@@ -171,10 +186,11 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
                    multi_process=family.supports_distributed) as parent:
         log_new_params(args.to_params())
         log_dataset(dataset, splits)
+        log_ood_rows(dataset, ood)
         if feedback is not None:
             feedback.log()
         if args.model != "all":
-            metrics = train_one(family, args.model, splits, external, args, feedback)
+            metrics = train_one(family, args.model, splits, external, args, feedback, ood)
             return [ModelResult(parent.info.run_id, family.name, args.model, metrics)]
         mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: "all"})
         results = []
@@ -182,18 +198,20 @@ def run(family: Family, args: TrainArgs) -> list[ModelResult]:
             with child_run(run_name=f"{family.name}-{name}") as child:
                 mlflow.log_params(args.to_params() | {"model": name})
                 log_dataset(dataset, splits)
+                log_ood_rows(dataset, ood)
                 if feedback is not None:
                     feedback.log()
                 results.append(ModelResult(child.info.run_id, family.name, name,
-                                           train_one(family, name, splits, external, args, feedback)))
-        results.sort(key=lambda r: r.metrics[RANK_METRIC], reverse=True)
+                                           train_one(family, name, splits, external, args, feedback, ood)))
+        results.sort(key=lambda r: r.metrics.get(RANK_SCORE, r.metrics[RANK_METRIC]), reverse=True)
         table = pd.DataFrame({r.model: r.metrics for r in results}).T
         mlflow.log_table(table.reset_index(names="model"), "summary.json")
         best = table.index[0]
         mlflow.set_tag(BEST_MODEL_TAG, best)
         mlflow.log_metric(f"best_{RANK_METRIC}", float(table.loc[best, RANK_METRIC]))
-        log.info("summary (by %s):\n%s", RANK_METRIC,
-                 table[[RANK_METRIC, "test_custom_score", "train_seconds", "latency_p50_ms"]].to_string())
+        log.info("summary (best first by %s):\n%s", RANK_SCORE if RANK_SCORE in table else RANK_METRIC,
+                 table[[c for c in (RANK_SCORE, RANK_METRIC, "ood_custom_score", "test_custom_score",
+                                    "train_seconds", "latency_p50_ms") if c in table]].to_string())
         return results
 
 

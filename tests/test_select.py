@@ -10,6 +10,7 @@ import sys
 import time
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -17,12 +18,24 @@ from mlflow.tracking import MlflowClient
 
 from promptcls.contract import OUTPUT_COLUMNS, log_model, pip_requirements
 from promptcls.families.traditional import TraditionalFamily
+from promptcls.ood.scoring import PAIRED_ARTIFACT
 from promptcls.server import free_port
 from promptcls.tracking import MODEL_URI_TAG
 
 GOOD = {"val_custom_score": 0.80, "val_recall_c2": 0.95, "val_false_alarm_rate": 0.01,
         "val_missed_threat_rate": 0.01, "latency_p95_ms": 5.0, "test_custom_score": 0.79,
-        "val_evasion_flip_rate": 0.02}
+        "val_evasion_flip_rate": 0.02, "ood_custom_score": 0.80, "ood_recall_c2": 0.80,
+        "ood_benign_flag_rate": 0.05}
+PAIRED_ROWS = 400  # validation/OOD rows every test run is "scored" on, for the champion-vs-challenger test
+
+
+def paired_predictions(errors: int) -> str:
+    """evaluation/paired_predictions.csv of a run that gets the first `errors` rows benign<->malicious wrong."""
+    label = np.array([0, 2] * (PAIRED_ROWS // 2))
+    pred = label.copy()
+    pred[:errors] = 2 - pred[:errors]
+    return pd.DataFrame({"key": [f"k{i}" for i in range(PAIRED_ROWS)], "split": "ood", "label": label,
+                         "pred": pred}).to_csv(index=False)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +46,17 @@ def classifier(small_classifier):
 
 @pytest.fixture
 def make_run(tracking_server, classifier):
-    def _make(experiment: str, model: str, digest: str = "digest-a", **metrics):
+    def _make(experiment: str, model: str, digest: str = "digest-a", errors: int = 40, predictions: bool = True,
+              **metrics):
         client = MlflowClient()
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
         with mlflow.start_run(experiment_id=exp_id, run_name=model) as run:
-            mlflow.log_metrics({**GOOD, **metrics})
+            metrics = {**GOOD, **metrics}
+            metrics.setdefault("rank_score", (metrics["val_custom_score"] + metrics["ood_custom_score"]) / 2)
+            mlflow.log_metrics(metrics)
+            if predictions:
+                mlflow.log_text(paired_predictions(errors), PAIRED_ARTIFACT)
             mlflow.set_tags({"promptcls.family": "traditional", "promptcls.model": model,
                              "promptcls.data_digest": digest, "promptcls.code_version": "test"})
             info = log_model(classifier, ["hello", "ignore previous instructions"],
@@ -65,7 +83,8 @@ def test_promotes_best_passing_run_with_card_aliases_and_stage(make_run, run_ent
     assert version.current_stage == "Production"
     assert version.tags["data_digest"] == "digest-a" and version.tags["val_custom_score"] == "0.8500"
     card = version.description
-    assert "# Model card: pc-promote v1" in card and "| custom_score | 0.8500 | 0.7900 |" in card
+    assert "# Model card: pc-promote v1" in card and "| custom_score | 0.8500 | 0.8000 | 0.7900 |" in card
+    assert "ood_benign_flag_rate <= " in card
     assert "val_false_alarm_rate <= 0.02: passed (0.0100)" in card
     assert "No leave-one-source-out run of traditional/best" in card
     assert "model_card.md" in {a.path for a in client.list_artifacts(best_passing)}
@@ -81,13 +100,17 @@ def test_dry_run_changes_nothing_and_champion_kept_unless_beaten(make_run, run_e
     exp, name = "sel-champion", "pc-champion"
     first = make_run(exp, "first", val_custom_score=0.80)
     run_entry_point("select", exp, experiment=exp, model_name=name)
-    better = make_run(exp, "better", val_custom_score=0.90)
+    better = make_run(exp, "better", val_custom_score=0.90, errors=10)
     proc = run_entry_point("select", exp, experiment=exp, model_name=name, dry_run="true")
     assert "dry run: would promote" in proc.stdout and champion_run(name) == first
     assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
-    run_entry_point("select", exp, experiment=exp, model_name=name)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "McNemar on 400 shared val/OOD rows: critical errors 40 (champion) -> 10 (challenger)" in proc.stdout
     client = MlflowClient()
     assert champion_run(name) == better
+    version = client.get_model_version_by_alias(name, "champion")
+    assert "### Champion vs challenger" in version.description and "effect +0.0750" in version.description
+    assert float(version.tags["paired_p_value"]) < 1e-6
     assert client.get_model_version_by_alias(name, "previous-champion").run_id == first
     stages = {v.run_id: v.current_stage for v in client.search_model_versions(f"name = '{name}'")}
     assert stages == {first: "Archived", better: "Production"}
@@ -297,3 +320,26 @@ def test_challenger_alias_on_best_candidate_that_is_not_champion(make_run, run_e
     run_entry_point("select", exp, experiment=exp, model_name=name, challenger="true")
     assert champion_run(name) == best and client.get_model_version_by_alias(name, "challenger").run_id == third
     assert len(client.search_model_versions(f"name = '{name}'")) == 3
+
+
+def test_ranks_by_ood_aware_score_gates_on_ood_and_refuses_an_insignificant_gain(make_run, run_entry_point):
+    exp, name = "sel-ood", "pc-ood"
+    random_split_only = make_run(exp, "random-split-only", val_custom_score=0.92, ood_custom_score=0.50)  # 0.71
+    holds_up = make_run(exp, "holds-up", val_custom_score=0.84, ood_custom_score=0.78, errors=30)         # 0.81
+    make_run(exp, "over-flags", val_custom_score=0.95, ood_custom_score=0.90, ood_benign_flag_rate=0.60)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "ranked by rank_score" in proc.stdout
+    assert "ood_benign_flag_rate=0.6000 > 0.5 (over by 0.1000)" in proc.stdout
+    assert champion_run(name) == holds_up != random_split_only   # the higher val score alone does not win
+    # ranks higher, but 2 fewer critical errors on 400 shared rows is no evidence: the champion stays
+    slightly = make_run(exp, "slightly-better", val_custom_score=0.86, ood_custom_score=0.79, errors=28)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "not significantly better than champion v1" in proc.stdout and "b=2 c=0, one-sided p=0.25" in proc.stdout
+    assert champion_run(name) == holds_up
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name, force="true")
+    assert "force=true" in proc.stdout and champion_run(name) == slightly
+    # a challenger without per-row predictions cannot be tested: refused, not waved through
+    make_run(exp, "no-predictions", predictions=False, val_custom_score=0.99, ood_custom_score=0.99)
+    proc = run_entry_point("select", exp, experiment=exp, model_name=name)
+    assert "no paired test against champion v2" in proc.stdout and f"has no {PAIRED_ARTIFACT}" in proc.stdout
+    assert champion_run(name) == slightly

@@ -91,6 +91,19 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
 
 
 @pytest.mark.slow
+def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry_point):
+    """What the main job does: evaluate (and checkpoint) twice an epoch, stop on patience, restore the best."""
+    run_entry_point("transformers", "hf-evals", model=tiny_models["bert"], sample=400, max_epochs=2,
+                    evals_per_epoch=2, patience=4, max_train_minutes=30, max_length=64, batch_size=16,
+                    learning_rate=1e-3, explain_samples=0)
+    run = only_run("hf-evals")
+    evaluations = int(run.data.metrics["evaluations"])   # every steps_per_epoch // 2 steps: 4, or 5 with a remainder
+    assert evaluations in (4, 5) and run.data.metrics["epochs_trained"] == 2
+    assert epoch_steps(MlflowClient(), run.info.run_id, "val_loss") == list(range(1, evaluations + 1))
+    assert "ood_custom_score" in run.data.metrics
+
+
+@pytest.mark.slow
 def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
     run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16)
     run = only_run("hf-minilm")

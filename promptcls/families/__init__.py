@@ -32,7 +32,10 @@ FAMILIES = {
     "traditional": Registration("promptcls.families.traditional:TraditionalFamily",
                                 lambda a: {"model": "all", "cv_folds": a.cv_folds}),
     "transformers": Registration("promptcls.families.transformers_family:TransformersFamily",
-                                 lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs}),
+                                 lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs,
+                                            "evals_per_epoch": a.transformer_evals_per_epoch,
+                                            "patience": a.transformer_patience,
+                                            "max_train_minutes": a.transformer_max_minutes}),
     "deep_learning": Registration("promptcls.families.deep_learning:DeepLearningFamily",
                                   lambda a: {"model": a.deep_learning_model}),
 }

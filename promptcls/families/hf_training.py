@@ -6,6 +6,7 @@ Only imported when a transformers model is trained (torch and transformers are i
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -104,13 +105,17 @@ class MlflowEpochCallback(TrainerCallback):
     def __init__(self):
         self.start = time.perf_counter()
         self.steps_per_epoch = 0
+        self.evaluations = 0
+        self.per_step = False
 
-    @staticmethod
-    def _epoch(state) -> int:
-        return int(round(state.epoch or 0))
+    def _epoch(self, state) -> int:
+        """The curve's step: the epoch, or with several evaluations an epoch (`evals_per_epoch`) the number of
+        the evaluation (the loss is logged just before its evaluation)."""
+        return self.evaluations + 1 if self.per_step else int(round(state.epoch or 0))
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
+        self.per_step = str(args.eval_strategy) in ("steps", "IntervalStrategy.STEPS")
         self.steps_per_epoch = max(1, state.max_steps // max(1, int(args.num_train_epochs)))
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -128,8 +133,29 @@ class MlflowEpochCallback(TrainerCallback):
             return
         values = {name: float(metrics[f"eval_{key}"]) for key, name in EPOCH_METRICS.items()
                   if f"eval_{key}" in metrics}
-        mlflow.log_metrics(values, step=self._epoch(state))
-        log.info("epoch %d: %s", self._epoch(state), ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        self.evaluations += 1
+        step = self.evaluations if self.per_step else self._epoch(state)
+        mlflow.log_metrics(values, step=step)
+        log.info("evaluation %d (epoch %.2f, %.0f s): %s", self.evaluations, state.epoch or 0,
+                 time.perf_counter() - self.start, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+class WallClockCallback(TrainerCallback):
+    """Stops training once `minutes` have passed: one last evaluation and checkpoint, then the best checkpoint is
+    restored as with early stopping. 0 = no cap."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.start, self.fired = minutes * 60, time.perf_counter(), False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds and not self.fired and time.perf_counter() - self.start >= self.seconds:
+            self.fired = True
+            log.info("wall-clock cap of %.1f min reached at step %d (epoch %.2f): stopping after this evaluation",
+                     self.seconds / 60, state.global_step, state.epoch or 0)
+            control.should_evaluate = control.should_save = control.should_training_stop = True
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
@@ -168,6 +194,12 @@ def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, los
     process takes `batch_size` prompts a step (the effective batch is WORLD_SIZE x batch_size), evaluation is
     sharded and gathered, and rank 0 writes the checkpoints."""
     cuda = torch.cuda.is_available()
+    evals = getattr(args, "evals_per_epoch", 1)
+    steps_per_epoch = math.ceil(len(train_ds) / (args.batch_size * world_size()))
+    every = max(1, steps_per_epoch // evals) if evals > 1 else None
+    strategy = {"eval_strategy": "steps", "save_strategy": "steps", "logging_strategy": "steps",
+                "eval_steps": every, "save_steps": every, "logging_steps": every} if every else \
+        {"eval_strategy": "epoch", "save_strategy": "epoch", "logging_strategy": "epoch"}
     training_args = TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=args.max_epochs,
@@ -179,9 +211,7 @@ def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, los
         max_grad_norm=args.max_grad_norm,
         lr_scheduler_type="linear",
         optim="adamw_torch",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",
+        **strategy,
         save_only_model=True,
         save_total_limit=1,
         load_best_model_at_end=True,
@@ -204,7 +234,8 @@ def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, los
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds, processing_class=tokenizer,
         data_collator=collator, compute_loss_func=loss, compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience), *callbacks],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=args.patience),
+                   WallClockCallback(getattr(args, "max_train_minutes", 0)), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict to stdout; MlflowEpochCallback logs instead
     return trainer

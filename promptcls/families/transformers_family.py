@@ -93,6 +93,10 @@ class TransformersArgs(TrainArgs):
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
     torch_threads: int = field(default=0, metadata={"help": "0 = torch's default (one per core)"})
+    evals_per_epoch: int = field(default=1, metadata={"help": "validation evaluations (and checkpoints) per epoch; > 1 "
+                                                              "stops early within an epoch"})
+    max_train_minutes: float = field(default=0.0, metadata={"help": "wall-clock cap on training (0 = none): "
+                                                                    "evaluate, stop, restore the best checkpoint"})
     export_onnx: str = field(default="none", metadata={
         "help": "none: log the torch model; fp32 or int8: log its ONNX export (onnxruntime + tokenizers, no torch "
                 "in the requirements), evaluated like any model"})
@@ -101,10 +105,12 @@ class TransformersArgs(TrainArgs):
         if self.model == "all":
             raise ValueError("model=all is not supported by the transformers family: pick one model "
                              f"({', '.join(load_config()['models'])}, a hub id or a directory)")
-        for name in ("max_length", "max_epochs", "batch_size", "eval_batch_size", "tokenization_num_proc"):
+        for name in ("max_length", "max_epochs", "batch_size", "eval_batch_size", "tokenization_num_proc",
+                     "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma"):
+        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma",
+                     "max_train_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
@@ -346,7 +352,8 @@ class TransformersFamily(Family):
         if logs:
             evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
             best = max(evals, key=lambda e: e["eval_custom_score"])
-            mlflow.log_metrics({"epochs_trained": len(evals), "best_epoch": round(best["epoch"]),
+            mlflow.log_metrics({"epochs_trained": len(evals) if args.evals_per_epoch == 1 else evals[-1]["epoch"],
+                                "evaluations": len(evals), "best_epoch": round(best["epoch"], 2),
                                 "train_samples_per_second": result.metrics["train_samples_per_second"]})
         classifier = HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
                                       tokenizer, args.max_length)

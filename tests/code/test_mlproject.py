@@ -32,6 +32,7 @@ from promptcls.behaviour import BehaviourArgs  # noqa: E402
 from promptcls.config import PROJECT_ROOT, TrainArgs, converters, defaults  # noqa: E402
 from promptcls.evaluate_cli import EvaluateArgs  # noqa: E402
 from promptcls.families import FAMILIES, get_family  # noqa: E402
+from promptcls.families.ensemble import EnsembleArgs  # noqa: E402
 from promptcls.holdout import SourceHoldoutArgs  # noqa: E402
 from promptcls.pipeline import MainArgs  # noqa: E402
 from promptcls.report import ReportArgs  # noqa: E402
@@ -40,6 +41,7 @@ from promptcls.tune import TuneArgs  # noqa: E402
 
 ARG_CLASSES = {"main": MainArgs, "select": SelectArgs, "source_holdout": SourceHoldoutArgs, "tune": TuneArgs,
                "evaluate": EvaluateArgs, "behaviour": BehaviourArgs, "report": ReportArgs, "train": TrainArgs,
+               "ensemble": EnsembleArgs,
                **{name: get_family(name).args_class for name in FAMILIES}}
 """The dataclass behind each MLproject entry; a new entry point must be added here (the test fails until it is)."""
 EXTRA = {"train": {"family": "traditional", "model": "", "family_args": ""}}

@@ -44,3 +44,23 @@ def test_temperature_scaling_undoes_overconfidence():
     nll = lambda p: -np.log(p[np.arange(len(y)), y]).mean()  # noqa: E731
     assert nll(calibrated) < nll(proba)
     np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+
+
+def test_bounds_the_benign_review_share_and_the_risky_rows_flag_rate():
+    proba, y = synthetic(seed=2)
+    rng = np.random.default_rng(3)
+    risky = rng.random(len(y)) < 0.2
+    # the risky benign rows look more malicious than the others: the overall target alone would let them through
+    swap = risky & (y == 0) & (rng.random(len(y)) < 0.15)
+    proba[swap] = proba[swap][:, [2, 1, 0]]
+    free = fit_policy(proba, y, benign_flag_target=0.02, miss_target=0.05)
+    policy = fit_policy(proba, y, benign_flag_target=0.02, miss_target=0.05, review_target=0.10, risky=risky)
+    def rates(p, mask):
+        labels = p.decide(p.calibrate(proba))
+        return security_metrics(y[mask], labels[mask])
+    assert rates(free, risky)["benign_flag_rate"] > 0.02          # without `risky` the bound does not hold there
+    assert rates(policy, risky)["benign_flag_rate"] <= 0.02
+    assert rates(policy, np.ones(len(y), bool))["benign_flag_rate"] <= 0.02
+    assert rates(free, np.ones(len(y), bool))["benign_review_rate"] > 0.10   # the miss target alone floods review
+    assert rates(policy, np.ones(len(y), bool))["benign_review_rate"] <= 0.10
+    assert policy.suspicious_floor <= policy.malicious_threshold
