@@ -2,9 +2,9 @@
 `promptcls score --record-traces`, review 50 recorded decisions with corrected labels (`review import`), build the
 feedback dataset, retrain with `feedback=`, and run `select` again.
 
-What select decides today: it ranks by val_custom_score on the (same) validation rows and promotes only a winner
-that beats the champion. The paired significance test on validation + held-out feedback rows arrives with issue 13;
-until then this test asserts today's rule and prints the held-out feedback comparison.
+What select decides: it ranks by rank_score (validation + unseen sources) and replaces the champion only with a
+winner that ranks higher *and* passes the paired McNemar test on the validation and OOD rows both runs scored; the
+test prints the held-out feedback comparison beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from promptcls.data import load_dataset, stratified_sample
 from promptcls.feedback.decisions import read_decisions
 
 GATES = ("val_custom_score>=0.3,val_recall_c2>=0.5,val_false_alarm_rate<=0.2,val_missed_threat_rate<=0.5,"
-         "latency_p95_ms<=2000")  # a 1,500-row model: the gates of registry/gates.yaml are for real trainings
+         "latency_p95_ms<=2000,ood_recall_c2>=0.2,ood_benign_flag_rate<=0.9,val_evasion_flip_rate<=0.9")
+"""A 1,500-row model: the gates of promptcls/registry/gates.yaml are for real trainings."""
 TRAIN = {"model": "logreg", "sample": 1500, "seed": 42, "hp": '{"C": 4.0}', "explain_samples": 0, "external": ""}
 
 
@@ -128,10 +129,17 @@ def test_record_review_feedback_retrain_select(tracking_server, run_entry_point,
     phase("select")
     run_entry_point("select", exp, experiment=exp, model_name=name, gates_override=GATES)
     phase("done")
-    decision = last_run(exp, kind="select").data.tags["promptcls.decision"]
+    select_run = last_run(exp, kind="select")
+    decision = select_run.data.tags["promptcls.decision"]
     now = MlflowClient().get_model_version_by_alias(name, "champion").run_id
-    if metrics["val_custom_score"] > champion_run.data.metrics["val_custom_score"]:  # today's rule
+    ranks_higher = metrics["rank_score"] > champion_run.data.metrics["rank_score"]
+    significant = select_run.data.metrics.get("paired_p_value", 1.0) < 0.05
+    print(f"select: {decision}", file=sys.__stderr__)
+    if ranks_higher and significant:  # promoted only through the gates and the paired test
         assert now == challenger.info.run_id, decision
     else:
         assert now == champion_run.info.run_id, decision
-        assert "ranks at least as high" in decision or "already the champion" in decision, decision
+        assert ("ranks at least as high" in decision or "not significantly better" in decision
+                or "already the champion" in decision), decision
+    if ranks_higher:  # the paired test ran on the rows both scored
+        assert select_run.data.metrics["paired_rows"] > 0, decision

@@ -34,6 +34,7 @@ from promptcls.config import TrainArgs, UsageError
 from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import Splits, load_dataset
 from promptcls.families.base import Family
+from promptcls.names import FAMILY_TAG
 from promptcls.ood.paired import load_predictions
 from promptcls.ood.scoring import RANK_SCORE, row_key
 from promptcls.tracking import MODEL_URI_TAG, model_runs
@@ -140,7 +141,7 @@ def default_members(client: MlflowClient, experiment_id: str, args: EnsembleArgs
     """The best finished run of each (non-ensemble) family by rank_score among runs with the same splits."""
     best: dict[str, str] = {}
     for run in model_runs(client, experiment_id, "attributes.status = 'FINISHED'", [f"metrics.`{RANK_SCORE}` DESC"]):
-        family, params = run.data.tags.get("promptcls.family"), run.data.params
+        family, params = run.data.tags.get(FAMILY_TAG), run.data.params
         if family in (None, "ensemble") or family in best or RANK_SCORE not in run.data.metrics:
             continue
         if params.get("data_digest") == digest and all(_same(params.get(k), getattr(args, k)) for k in SPLIT_PARAMS):

@@ -12,21 +12,25 @@ from functools import cache
 
 import pandas as pd
 
-from promptcls.config import UsageError, family_config
+from promptcls.config import UsageError
+from promptcls.schemas import Strict, package_config
 
 log = logging.getLogger(__name__)
 CONFIG = "promptcls/conf/sources.yaml"
 BENIGN = 0
 
 
+class SourcesConfig(Strict):
+    genres: dict[str, str]
+    policy_genres: list[str]
+    ood_sources: list[str]
+
+
 @cache
 def sources_config() -> dict:
-    config = family_config("sources")
-    unknown = set(config) - {"genres", "policy_genres", "ood_sources"}
-    if unknown:
-        raise UsageError(f"{CONFIG}: unknown key(s) {sorted(unknown)}; valid: genres, policy_genres, ood_sources")
-    genres = config.get("genres") or {}
-    missing = [s for s in config.get("ood_sources", []) if s not in genres]
+    config = package_config("sources", SourcesConfig)  # an unknown or misspelt key fails naming the file and key
+    genres = config["genres"]
+    missing = [s for s in config["ood_sources"] if s not in genres]
     if missing:
         raise UsageError(f"{CONFIG}: ood_sources {missing} have no entry under genres")
     return config
