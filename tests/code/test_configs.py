@@ -75,3 +75,39 @@ def test_search_space_distribution_is_checked():
     data["search_space"]["logreg"]["C"] = {"type": "float", "low": 1.0}  # no high
     with pytest.raises(UsageError, match=r"search_space\.logreg\.C"):
         validate(data, config_schema("traditional"), "promptcls/conf/traditional.yaml")
+
+
+def _behaviour_cases():
+    from promptcls.behaviour import DEFAULT_CASES
+    return yaml.safe_load(DEFAULT_CASES.read_text())
+
+
+def _settings(name):
+    from promptcls.feedback.settings import load_settings
+    return lambda: load_settings(name)
+
+
+def _reader(module: str, name: str):
+    return lambda: getattr(__import__(module, fromlist=[name]), name)()
+
+
+CONF_READERS = {  # every file of promptcls/conf and the one reader the library uses for it
+    **{family: (lambda f=family: family_config(f)) for family in FAMILIES},
+    "sources": _reader("promptcls.ood.sources", "sources_config"),
+    "robustness": _reader("promptcls.text.settings", "robustness"),
+    "serving": _reader("promptcls.serving.settings", "serving_defaults"),
+    "feedback": _settings("feedback"),
+    "monitor": _settings("monitor"),
+    "behaviour": _behaviour_cases,
+}
+
+
+def test_every_conf_file_has_a_reader():
+    shipped = {p.name.removesuffix(".yaml") for p in files("promptcls.conf").iterdir() if p.name.endswith(".yaml")}
+    assert shipped == set(CONF_READERS)
+
+
+@pytest.mark.parametrize("name", sorted(CONF_READERS))
+def test_every_conf_file_loads_through_its_reader(name):
+    """A config read through the wrong reader (sources.yaml through family_config) failed every training run."""
+    assert CONF_READERS[name]()
