@@ -40,6 +40,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on `host:port` (then a new server cannot bind it, and /health would be
+    answered by the other one)."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0
+
+
 def healthy(uri: str) -> bool:
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
@@ -80,6 +88,9 @@ def start(root: str | Path, port: int | None = None, timeout: float = 90.0, *, h
     if existing := running(root):
         return existing
     port = port or free_port()
+    if port_in_use(host, port):  # else the health check below would pass on whatever server holds the port
+        raise RuntimeError(f"port {port} on {host} is already in use (another MLflow server, not recorded under "
+                           f"{root}?); stop it or pick another --port")
     env = {**os.environ, **(env or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [sys.executable, "-m", "mlflow", "server",
            "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'mlflow.db'}",

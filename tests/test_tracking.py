@@ -43,3 +43,17 @@ def test_runs_writing_the_same_new_rows_at_once_all_succeed(tracking_server):
         inputs = [client.get_run(run_id).inputs.dataset_inputs for run_id in run_ids]
         assert all(len(found) == 1 and found[0].dataset.name == "prompts-val" for found in inputs)
         assert len({found[0].dataset.digest for found in inputs}) == 1
+
+
+def test_server_start_refuses_a_port_another_server_holds(tracking_server, tmp_path):
+    """A second root on the port of a running server: refused, not 'started' on the other server's /health (a fresh
+    clone's `make run` once logged into a stale server whose database had been deleted)."""
+    import subprocess
+    import sys
+
+    from promptcls import server
+
+    proc = subprocess.run([sys.executable, "-m", "promptcls.cli", "server", "start", "--root", str(tmp_path),
+                           "--port", str(tracking_server.port)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and f"port {tracking_server.port} on 127.0.0.1 is already in use" in proc.stderr
+    assert server.running(tmp_path) is None and not proc.stdout
