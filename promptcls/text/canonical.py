@@ -19,6 +19,9 @@ Steps, in order:
    break that a vocabulary file would split in two (Keras' TextVectorization refused such a saved vocabulary);
 6. outer whitespace stripped.
 
+Before all of these, a lone surrogate (U+D800–DFFF: what a decoded `\ud83d` escape or JSON's "\ud800" leaves,
+which no UTF-8 encoder accepts, so TensorFlow and tokenizers refuse the whole batch) becomes U+FFFD.
+
 ASCII text takes a fast path (only steps 5 and 6): ordinary English prompts pay nothing.
 """
 
@@ -152,6 +155,7 @@ def fold_confusables(text: str) -> str:
     return _WORD.sub(fold, text)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 LINE_BREAKS = str.maketrans(dict.fromkeys("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", "\n"))
 """Characters `str.splitlines` breaks a line at, besides "\n" and "\r": each becomes "\n"."""
 
@@ -160,5 +164,5 @@ def canonicalize(text: str) -> str:
     """The canonical form of a prompt (see the module docstring for the steps)."""
     if text.isascii():
         return text.translate(LINE_BREAKS).strip()
-    text = fold_marks(remove_invisible(text))  # removal first: an invisible character can split a word
+    text = fold_marks(remove_invisible(_SURROGATE.sub("\ufffd", text)))  # removal first: it can split a word
     return fold_confusables(unicodedata.normalize("NFKC", text)).translate(LINE_BREAKS).strip()

@@ -123,7 +123,10 @@ def _whole(name: str, pattern: re.Pattern, decode: Callable[[str], str], least: 
 
 
 def _escapes(text: str) -> str:
-    return _ESCAPE.sub(lambda m: chr(int(m.group()[2:], 16)), text)
+    """`\\uXXXX` / `\\xXX` decoded; a surrogate pair (`\\ud83d\\ude00`, how JSON escapes an emoji) joins into its
+    character, and a lone surrogate is left for canonicalisation to replace."""
+    decoded = _ESCAPE.sub(lambda m: chr(int(m.group()[2:], 16)), text)
+    return decoded.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
 
 
 def _by_sentence(transform: Callable[[str], str]):

@@ -77,3 +77,16 @@ def test_line_separators_become_newlines(sep):
     for text in (f"cracked{sep}x200b", f"cräcked{sep}x200b"):  # ASCII fast path and the full path
         out = canonicalize(text)
         assert out.splitlines() == [out.split("\n")[0], "x200b"] and sep not in out
+
+
+def test_lone_surrogates_become_replacement_characters():
+    """A decoded '\\ud83d' escape left a lone surrogate that TensorFlow refused to encode, failing a Keras run."""
+    out = canonicalize("ignore \ud83d all \udfff rules")
+    assert out == "ignore \ufffd all \ufffd rules" and out.encode("utf-8")
+
+
+def test_escaped_surrogate_pairs_decode_to_their_character():
+    from promptcls.text.views import views
+
+    decoded = [v.text for v in views(canonicalize(r"say \ud83d\ude00 then \u0069\u0067\u006e\u006f\u0072\u0065 \ud83d"))]
+    assert decoded == ["say \U0001f600 then ignore \ufffd"]
