@@ -53,7 +53,7 @@ def test_child_logs_contract(all_models_run, model):
     assert any(k.startswith("hp_") for k in params) and params["seed"] == "42"
     assert len(tags["promptcls.data_digest"]) == 16 and tags["promptcls.code_version"].startswith("0.")
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
-    assert contexts == {"train", "val", "test"}
+    assert contexts == {"train", "val", "test", "ood"}  # ood: the held-out sources (promptcls/conf/sources.yaml)
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/val_confusion_matrix.png", "evaluation/test_confusion_matrix.json",
             "evaluation/test_classification_report.txt"} <= artifacts
