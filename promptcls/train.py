@@ -63,7 +63,9 @@ def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> Decis
     """The policy the logged model serves: fitted on the validation split, or plain argmax."""
     if args.policy == "none":
         return DecisionPolicy()
-    policy = fit_policy(classifier.predict_proba(val["text"].tolist()), val["label"].to_numpy(),
+    # the probabilities the contract serves (views and windows aggregated), so the fitted bounds hold as served
+    served = predict(PromptClassifierModel(classifier).as_predict_fn(), val["text"].tolist())[SCORE_COLUMNS]
+    policy = fit_policy(served.to_numpy(dtype=float), val["label"].to_numpy(),
                         args.policy_benign_flag_target, args.policy_miss_target,
                         review_target=args.policy_review_target, risky=policy_mask(val).to_numpy())
     mlflow.log_params({f"policy_{k}": v for k, v in policy.to_dict().items() if k != "kind"})
