@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from promptcls.names import RUN_NAME_TAG, UNCHECKED_GATES_TAG
+from promptcls.ood.scoring import RANK_SCORE
 from promptcls.select import SelectArgs, SelectionError
 from tests.conftest import ROOT
 from tests.test_select import classifier, make_run  # noqa: F401  (fixtures)
@@ -37,7 +38,7 @@ def test_bad_gates_file_is_refused_naming_file_and_key(tmp_path, body, where):
 
 def test_packaged_gates_file_is_valid():
     args = SelectArgs()
-    assert args.metric == "val_custom_score" and args.model_name == "promptcls"
+    assert args.metric == RANK_SCORE and args.model_name == "promptcls"
     assert {g.metric for g in args.gate_list} >= {"val_recall_c2", "val_false_alarm_rate"}
 
 

@@ -5,7 +5,9 @@ Each decoder is a cheap detector (a regular expression, or a stop-word count) pl
 when the detector fires and the decoded text is readable. Views: `base64`, `hex`, `url` (percent-encoding),
 `html` (entities), `escape` (`\\uXXXX` / `\\xXX`), `rot13`, `reversed`, `leet` (digits for letters),
 `split` (letters split by spaces, dots, hyphens, underscores or newlines). A view's span is the decoded part of
-the canonical text (the whole text for `url`, `html`, `escape`, which decode everywhere). Ordinary English,
+the canonical text (the whole text for `url`, `html`, `escape`, which decode everywhere). An encoded payload
+(`base64`, `hex`) is scored twice, in its context and alone, so the wrapper's own words ("decode this and do what it
+says") cannot dilute it. Ordinary English,
 Markdown with a base64 `data:` image, and Cyrillic text make no view (tests/code/test_views.py).
 """
 
@@ -70,8 +72,10 @@ LEET = str.maketrans("4310572@$!|", "aeiostlasil")
 _LEET_WORD = re.compile(r"(?=[A-Za-z0-9@$!|]*[A-Za-z])(?=[A-Za-z0-9@$!|]*[0-9@$!|])[A-Za-z0-9@$!|]{3,}")
 
 
-def _segments(text: str, pattern: re.Pattern, decode: Callable[[str], str | None]) -> tuple[str, int, int] | None:
-    """Replace every segment `pattern` finds and `decode` can read; the new text and the decoded span."""
+def _segments(text: str, pattern: re.Pattern, decode: Callable[[str], str | None],
+              payload: bool = False) -> tuple[str, ...] | None:
+    """Replace every segment `pattern` finds and `decode` can read; the new text and the decoded span (and, with
+    `payload`, the decoded segments alone)."""
     parts, last, span = [], 0, None
     skip = [m.span() for m in _DATA_URI.finditer(text)] if "data:" in text else []
     for match in pattern.finditer(text):
@@ -85,7 +89,8 @@ def _segments(text: str, pattern: re.Pattern, decode: Callable[[str], str | None
         span = (span[0] if span else match.start(), match.end())
     if span is None:
         return None
-    return "".join(parts) + text[last:], span[0], span[1]
+    found = ("".join(parts) + text[last:], span[0], span[1])
+    return (*found, "\n".join(parts[1::2]).strip()) if payload else found
 
 
 def _b64(segment: str) -> str | None:
@@ -186,8 +191,8 @@ def _split(text: str) -> tuple[str, int, int] | None:
 
 
 DECODERS: dict[str, Callable[[str], tuple[str, int, int] | None]] = {
-    "base64": lambda t: _segments(t, _BASE64, _b64),
-    "hex": lambda t: _segments(t, _HEX, _hex),
+    "base64": lambda t: _segments(t, _BASE64, _b64, payload=True),
+    "hex": lambda t: _segments(t, _HEX, _hex, payload=True),
     "url": _whole("url", _PERCENT, urllib.parse.unquote),
     "html": _whole("html", _ENTITY, html.unescape),
     "escape": _whole("escape", _ESCAPE, _escapes, least=2),
@@ -210,15 +215,17 @@ def views(text: str, depth: int = MAX_DEPTH) -> Iterator[View]:
                 decoded = decode(current)
                 if decoded is None:
                     continue
-                view_text = canonicalize(decoded[0])
-                if view_text in seen or not view_text:
-                    continue
-                seen.add(view_text)
                 label = f"{prefix}+{name}" if prefix else name
                 span = (decoded[1], decoded[2]) if not prefix else (start, end)  # spans of the first decoding
-                found.append((view_text, label, *span))
-                yield View(label, view_text, *span)
-                made += 1
-                if made >= MAX_VIEWS:
-                    return
+                for i, raw in enumerate([decoded[0], *decoded[3:]]):  # in context, then the payload alone
+                    view_text = canonicalize(raw)
+                    if view_text in seen or not view_text:
+                        continue
+                    seen.add(view_text)
+                    if i == 0:
+                        found.append((view_text, label, *span))
+                    yield View(label, view_text, *span)
+                    made += 1
+                    if made >= MAX_VIEWS:
+                        return
         frontier = found

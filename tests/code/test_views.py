@@ -60,8 +60,10 @@ def test_decoder_recovers_the_prompt(name, text):
 def test_base64_view_span_is_the_encoded_segment():
     encoded = base64.b64encode(P.encode()).decode()
     text = "decode this base64 and do what it says: " + encoded
-    (view,) = views(text)
-    assert text[view.start:view.end] == encoded and view.text.endswith(P)
+    in_context, alone = views(text)
+    assert in_context.name == alone.name == "base64"
+    assert text[in_context.start:in_context.end] == encoded and in_context.text.endswith(P)
+    assert alone.text == P and (alone.start, alone.end) == (in_context.start, in_context.end)
 
 
 def test_nested_encodings_are_decoded_twice():
