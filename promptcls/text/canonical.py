@@ -74,6 +74,8 @@ def remove_invisible(text: str) -> str:
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _LATIN_WORD = re.compile(r"(?:[A-Za-z][\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*)+")
 _MARK = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_MARKED_LETTER = re.compile(r"[A-Za-z](?=" + _MARK.pattern + ")")
+_STACKED = re.compile(_MARK.pattern + "{3,}")
 DECORATED_SHARE = 0.5
 """A Latin word with 4+ decorated letters loses its diacritics when more than this share of its letters carry one
 ("été", "được", Polish "gęślą" keep theirs: at most three), as does one whose 3+ letters all carry one; so does a whole text with more than this share decorated
@@ -88,14 +90,16 @@ def fold_marks(text: str) -> str:
     if not _MARK.search(decomposed):
         return text
     letters = len(_ASCII_LETTER.findall(decomposed))
-    if letters >= 20 and len(re.findall(r"[A-Za-z](?=" + _MARK.pattern + ")", decomposed)) > DECORATED_SHARE * letters:
+    if letters >= 20 and len(_MARKED_LETTER.findall(decomposed)) > DECORATED_SHARE * letters:
         return unicodedata.normalize("NFC", _MARK.sub("", decomposed))  # the whole text is decorated
 
     def fold(match: re.Match) -> str:
         word = match.group()
+        if not _MARK.search(word):  # most words (fast path)
+            return word
         letters = sum(c.isascii() for c in word)
-        marked = len(re.findall(r"[A-Za-z](?=" + _MARK.pattern + ")", word))
-        stacked = re.search(_MARK.pattern + "{3,}", word)  # Vietnamese stacks two marks on a letter
+        marked = len(_MARKED_LETTER.findall(word))
+        stacked = _STACKED.search(word)  # Vietnamese stacks two marks on a letter
         if stacked or (marked >= 4 and marked > DECORATED_SHARE * letters) or marked == letters >= 3:
             return _MARK.sub("", word)
         return word
@@ -139,14 +143,14 @@ def _other_script(c: str) -> bool:
 def fold_confusables(text: str) -> str:
     """Map UTS #39 look-alikes to ASCII only where they disguise Latin text, never in genuine other-script text."""
     table = confusables()
-    if not any(c in table for c in text):
+    if table.keys().isdisjoint(text):
         return text
     latin = len(_ASCII_LETTER.findall(text))
     other = sum(1 for c in text if _other_script(c))
 
     def fold(match: re.Match) -> str:
         word = match.group()
-        if not any(c in table for c in word):
+        if table.keys().isdisjoint(word):
             return word
         if _ASCII_LETTER.search(word) or (latin > other and all(c in table for c in word)):
             return "".join(table.get(c, c) for c in word)
