@@ -7,8 +7,8 @@ when the detector fires and the decoded text is readable. Views: `base64`, `hex`
 `split` (letters split by spaces, dots, hyphens, underscores or newlines). A view's span is the decoded part of
 the canonical text (the whole text for `url`, `html`, `escape`, which decode everywhere). An encoded payload
 (`base64`, `hex`) is scored twice, in its context and alone, so the wrapper's own words ("decode this and do what it
-says") cannot dilute it. Ordinary English,
-Markdown with a base64 `data:` image, and Cyrillic text make no view (tests/code/test_views.py).
+says") cannot dilute it. Ordinary English, Markdown with a base64 `data:` image, and Cyrillic text make no view
+(tests/code/test_views.py).
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def _split(text: str) -> tuple[str, int, int] | None:
     return chunks or joined
 
 
-DECODERS: dict[str, Callable[[str], tuple[str, int, int] | None]] = {
+DECODERS: dict[str, Callable[[str], tuple[str, ...] | None]] = {  # (text, start, end[, payload alone])
     "base64": lambda t: _segments(t, _BASE64, _b64, payload=True),
     "hex": lambda t: _segments(t, _HEX, _hex, payload=True),
     "url": _whole("url", _PERCENT, urllib.parse.unquote),
