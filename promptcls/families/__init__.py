@@ -35,7 +35,9 @@ FAMILIES = {
                                  lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs,
                                             "evals_per_epoch": a.transformer_evals_per_epoch,
                                             "patience": a.transformer_patience,
-                                            "max_train_minutes": a.transformer_max_minutes}),
+                                            "max_train_minutes": a.transformer_max_minutes,
+                                            # SHAP through MiniLM costs ~200 forward passes a prompt on CPU
+                                            "explain_samples": 10}),
     "deep_learning": Registration("promptcls.families.deep_learning:DeepLearningFamily",
                                   lambda a: {"model": a.deep_learning_model}),
 }
