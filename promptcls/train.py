@@ -200,7 +200,7 @@ def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[
     splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
     feedback = None
     if args.feedback:
-        feedback = load_feedback(args.feedback, splits, args.feedback_holdout, args.feedback_weight, args.seed)
+        feedback = load_feedback(args.feedback, splits, args.feedback_holdout, args.feedback_weight, args.seed, ood)
         splits = feedback.training_splits(splits, family.supports_sample_weights)
     models = (only or family.model_names()) if args.model == "all" else [args.model]
     if not is_main_process():

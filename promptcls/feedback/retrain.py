@@ -4,7 +4,8 @@ The feedback file (from `promptcls feedback build`) is loaded with the corpus lo
 corpus: `feedback_holdout` of it is held out, never trained on, and scored as `feedback_*` metrics; the rest joins
 the training split, weighted by `feedback_weight` (as sample weights where the family supports them, else each row
 repeated ceil(weight) times). Near-duplicates never straddle: a feedback training row whose group is in the
-validation or test split, and a held-out row whose group is trained on, are dropped (counted in the params).
+validation or test split or the held-out OOD sources (which rank the run), and a held-out row whose group is trained
+on, are dropped (counted in the params).
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ def _split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFram
     return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
 
 
-def load_feedback(path: str, splits: Splits, holdout: float, weight: float, seed: int) -> Feedback:
-    """The feedback rows of `path` split for a run on `splits`."""
+def load_feedback(path: str, splits: Splits, holdout: float, weight: float, seed: int,
+                  ood: pd.DataFrame | None = None) -> Feedback:
+    """The feedback rows of `path` split for a run on `splits` (and `ood`, its held-out sources)."""
     dataset = load_dataset(path)
     train, held = _split(dataset.frame, holdout, seed)
-    evaluated = set(splits.val["group"]) | set(splits.test["group"])
+    evaluated = set(splits.val["group"]) | set(splits.test["group"]) | set(() if ood is None else ood["group"])
     leak = train["group"].isin(evaluated)
     trained = set(splits.train["group"]) | set(train[~leak]["group"])
     overlap = held["group"].isin(trained)

@@ -56,12 +56,14 @@ def test_feedback_split_weights_and_no_straddling(tmp_path, corpus):
     splits = split_dataset(sample, 0.15, 0.15, seed=1)
     outside = corpus[~corpus["text"].isin(sample["text"])].sample(60, random_state=1)
     leaking = splits.val.head(5)  # reviewed prompts that are validation rows: never trained on
+    ood = outside.head(5)  # ... nor rows of the held-out OOD sources, which rank the run
     rows = pd.concat([outside, leaking])[["text", "label"]].assign(source="feedback")
     path = tmp_path / "fb.jsonl"
     rows.to_json(path, orient="records", lines=True)
-    fb = load_feedback(str(path), splits, holdout=0.3, weight=2.5, seed=0)
-    assert fb.dropped["in_evaluation_splits"] == len(set(leaking["text"]) - set(fb.holdout["text"]))
-    assert not set(fb.train["group"]) & (set(splits.val["group"]) | set(splits.test["group"]))
+    fb = load_feedback(str(path), splits, holdout=0.3, weight=2.5, seed=0, ood=ood)
+    assert fb.dropped["in_evaluation_splits"] == len(set(leaking["text"]) - set(fb.holdout["text"])) + \
+        len(set(ood["text"]) - set(fb.holdout["text"]))
+    assert not set(fb.train["group"]) & (set(splits.val["group"]) | set(splits.test["group"]) | set(ood["group"]))
     assert not set(fb.holdout["group"]) & (set(splits.train["group"]) | set(fb.train["group"]))
     assert 10 <= len(fb.holdout) <= 25 and len(fb.train) + len(fb.holdout) <= 65
     weighted = fb.training_splits(splits, sample_weights=True)
