@@ -47,6 +47,32 @@ class TextClassifier(Protocol):
     def load(cls, path: str) -> "TextClassifier": ...
 
 
+class RememberedRows:
+    """`score(texts) -> (N, k) array`, remembered per text in `rows`: each distinct text reaches `score` once. For
+    evaluation in training only (a served model must not grow without bound): the same validation and test texts are
+    scored to fit the policy, under it and under argmax, and again by the main job's ensembles."""
+
+    def __init__(self, score, rows: dict | None = None):
+        self.score, self.rows = score, {} if rows is None else rows
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if missing:
+            self.rows.update(zip(missing, self.score(missing)))
+        return np.stack([self.rows[t] for t in texts])
+
+
+class RememberedScores:
+    """`classifier` with `predict_proba` remembered per text (`RememberedRows`; MiniLM takes about 25 s a pass over
+    validation on 2 cores). `rows`: what the same weights already scored, e.g. in the member's own run."""
+
+    def __init__(self, classifier: TextClassifier, rows: dict | None = None):
+        self.classifier, self.predict_proba = classifier, RememberedRows(classifier.predict_proba, rows)
+
+    def __getattr__(self, name):  # window_chars and the rest: the classifier's own
+        return getattr(self.classifier, name)
+
+
 def _invalid(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 

@@ -91,8 +91,9 @@ def rank(result) -> float:
     return result.metrics.get(RANK_SCORE, result.metrics[RANK_METRIC])
 
 
-def build_ensembles(results, common: dict) -> list:
-    """Voting and stacking over the best run of each family of this job (when there are two families or more)."""
+def build_ensembles(results, common: dict, remembered: dict) -> list:
+    """Voting and stacking over the best run of each family of this job (when there are two families or more);
+    `remembered`: the members' classifier scores from their own runs, so MiniLM is not run twice on each text."""
     from promptcls.families.ensemble import EnsembleArgs, EnsembleFamily
 
     best = {}  # family -> its best result, families in the order the job trained them
@@ -103,7 +104,7 @@ def build_ensembles(results, common: dict) -> list:
         print(f"no ensemble: it needs runs of two families, this job trained {', '.join(best) or 'none'}")
         return []
     members = ",".join(r.run_id for r in best.values())
-    return train(EnsembleFamily(), EnsembleArgs(model="all", members=members, **common))
+    return train(EnsembleFamily(remembered), EnsembleArgs(model="all", members=members, **common))
 
 
 def run(args: MainArgs) -> None:
@@ -117,11 +118,11 @@ def run(args: MainArgs) -> None:
         mlflow.set_tag(PIPELINE_TAG, "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds, "policy": args.policy,
                         "ood_sources": args.ood_sources, "traditional_models": args.traditional_models})
-        results = []
+        results, remembered = [], {}
         for family, family_args, only in plan:  # lazily: the TF and torch families import their stacks here
-            results += train(family, family_args, only)
+            results += train(family, family_args, only, remember=remembered if args.ensemble else None)
         if args.ensemble:
-            results += build_ensembles(results, common)
+            results += build_ensembles(results, common, remembered)
         experiment = MlflowClient().get_experiment(pipeline.info.experiment_id)
         selection = SelectArgs(experiment=experiment.name, gates=args.gates)
         try:

@@ -10,17 +10,18 @@ identically and takes part in `family.train`; rank 0 alone opens the run and doe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
-from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, TextClassifier, log_model, pip_requirements
+from promptcls.contract import (SCORE_COLUMNS, PromptClassifierModel, RememberedScores, TextClassifier, log_model,
+                                pip_requirements)
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.distributed import is_main_process, rank, require_single_process, world_size
 from promptcls.evasion import split_flip_rates
@@ -60,22 +61,12 @@ def log_dataset(dataset: Dataset, splits: Splits) -> None:
     mlflow.log_dict(by_source, "data/rows_by_source.json")
 
 
-class RememberedScores:
-    """`classifier` with `predict_proba` remembered per text, for evaluation in training only: the validation split
-    is scored to fit the policy, under it and under argmax, the test split twice, and views repeat across them; each
-    distinct text reaches the model once (MiniLM: about 25 s a pass over validation on 2 cores)."""
-
-    def __init__(self, classifier: TextClassifier):
-        self.classifier, self._rows = classifier, {}
-
-    def __getattr__(self, name):  # window_chars and the rest: the classifier's own
-        return getattr(self.classifier, name)
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
-        if missing:
-            self._rows.update(zip(missing, self.classifier.predict_proba(missing)))
-        return np.stack([self._rows[t] for t in texts])
+@contextlib.contextmanager
+def stage(what: str):
+    """Log how long one post-training step took: the main job's budget is spent here as much as in training."""
+    start = time.perf_counter()
+    yield
+    log.info("%s: %.0f s", what, time.perf_counter() - start)
 
 
 def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> DecisionPolicy:
@@ -104,7 +95,8 @@ class FittedModel:
 
     def score(self, frame: pd.DataFrame, prefix: str) -> None:
         """Log `{prefix}_*` metrics on one split (under a policy, also its argmax effect) and keep them."""
-        out = predict(self.predict_fn, frame["text"].tolist())
+        with stage(f"scored {prefix} ({len(frame)} rows)"):
+            out = predict(self.predict_fn, frame["text"].tolist())
         scores = log_scored(frame, out, prefix, with_ci=prefix == "test", step=self.step)
         self.scored[prefix] = (frame, out["label"].to_numpy())
         self.metrics.update({f"{prefix}_{k}": v for k, v in scores.items()})
@@ -136,24 +128,28 @@ def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainAr
     scores = RememberedScores(classifier)
     fitted = FittedModel(classifier, fit_decision_policy(scores, splits.val, args), metrics, scores)
     fitted.score(splits.val, "val")
-    evasion = split_flip_rates(lambda texts: fitted.predict_fn(pd.DataFrame({"text": texts})), splits.val, args.seed)
+    with stage("val evasion flip rates"):
+        evasion = split_flip_rates(lambda texts: fitted.predict_fn(pd.DataFrame({"text": texts})), splits.val,
+                                   args.seed)
     mlflow.log_metrics(evasion, step=fitted.step)
     fitted.metrics.update(evasion)
     return fitted
 
 
 def train_one(family: Family, model_name: str, splits: Splits, external: pd.DataFrame | None,
-              args: TrainArgs, feedback: Feedback | None = None, ood: pd.DataFrame | None = None) -> dict[str, float]:
+              args: TrainArgs, feedback: Feedback | None = None, ood: pd.DataFrame | None = None,
+              remember: dict | None = None) -> dict[str, float]:
     """Train, evaluate and log one model into the active run; returns its metrics. `feedback`: reviewed rows, the
     held-out part scored as `feedback_*`; `ood`: held-out sources, scored as `ood_*` (and `rank_score`), never
-    trained on."""
+    trained on; `remember`: run id -> the classifier's scores per text, kept for the main job's ensembles."""
     fitted = fit_validated(family, model_name, splits, args)
     fitted.score(splits.test, "test")
     if feedback is not None and len(feedback.holdout):
         fitted.score(feedback.holdout, "feedback")  # held-out reviewed rows: never trained on
     metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     if ood is not None:
-        ood_metrics, ood_pred = log_ood_evaluation(predict_fn, ood, step=fitted.step)
+        with stage(f"scored ood ({len(ood)} rows)"):
+            ood_metrics, ood_pred = log_ood_evaluation(predict_fn, ood, step=fitted.step)
         metrics.update(ood_metrics)
         fitted.scored["ood"] = (ood, ood_pred)
         metrics[RANK_SCORE] = rank_score(metrics)
@@ -162,12 +158,16 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))
     if args.explain_samples:
-        log_explanations(lambda texts: predict_fn(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(),
-                         splits.val["text"].tolist(), args.explain_samples, args.seed)
-    info = log_model(fitted.classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()),
-                     policy, max_input_chars=args.max_input_chars)
-    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
-    metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
+        with stage(f"SHAP on {args.explain_samples} validation prompts"):
+            log_explanations(lambda texts: predict_fn(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(),
+                             splits.val["text"].tolist(), args.explain_samples, args.seed)
+    with stage("logged the model and measured its latency"):
+        info = log_model(fitted.classifier, splits.val["text"].tolist(), pip_requirements(*family.requirements()),
+                         policy, max_input_chars=args.max_input_chars)
+        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
+        metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
+    if remember is not None:
+        remember[mlflow.active_run().info.run_id] = fitted.scores.predict_proba.rows
     log.info("%s/%s: val custom_score %.4f, test custom_score %.4f, p50 %.1f ms — model %s", family.name,
              model_name, metrics["val_custom_score"], metrics["test_custom_score"], metrics["latency_p50_ms"],
              info.model_uri)
@@ -190,9 +190,11 @@ def train_on_other_rank(family: Family, models: list[str], splits: Splits, args:
     return []
 
 
-def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[ModelResult]:
+def run(family: Family, args: TrainArgs, only: list[str] | None = None,
+        remember: dict | None = None) -> list[ModelResult]:
     """Run one training entry point; returns one result per trained model, best first by rank_score (else val
-    custom_score; none on torchrun ranks other than 0). `only`: with model=all, train just these models."""
+    custom_score; none on torchrun ranks other than 0). `only`: with model=all, train just these models;
+    `remember`: see `train_one`."""
     if not family.supports_distributed:
         require_single_process(f"the {family.name} family")
     dataset = load_dataset(args.data)
@@ -214,7 +216,7 @@ def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[
         if feedback is not None:
             feedback.log()
         if args.model != "all":
-            metrics = train_one(family, args.model, splits, external, args, feedback, ood)
+            metrics = train_one(family, args.model, splits, external, args, feedback, ood, remember)
             return [ModelResult(parent.info.run_id, family.name, args.model, metrics)]
         mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: "all"})
         results = []
@@ -226,7 +228,8 @@ def run(family: Family, args: TrainArgs, only: list[str] | None = None) -> list[
                 if feedback is not None:
                     feedback.log()
                 results.append(ModelResult(child.info.run_id, family.name, name,
-                                           train_one(family, name, splits, external, args, feedback, ood)))
+                                           train_one(family, name, splits, external, args, feedback, ood,
+                                                     remember)))
         results.sort(key=lambda r: r.metrics.get(RANK_SCORE, r.metrics[RANK_METRIC]), reverse=True)
         table = pd.DataFrame({r.model: r.metrics for r in results}).T
         mlflow.log_table(table.reset_index(names="model"), "summary.json")

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from promptcls.config import TrainArgs, UsageError
-from promptcls.contract import SCORE_COLUMNS
+from promptcls.contract import SCORE_COLUMNS, RememberedRows, RememberedScores
 from promptcls.data import Splits, load_dataset
 from promptcls.families.base import Family
 from promptcls.names import FAMILY_TAG
@@ -72,16 +72,18 @@ class EnsembleClassifier:
         self.weights, self.meta, self.cache, self.oof = weights, meta, cache, {}
 
     def member_proba(self, texts: list[str]) -> list[np.ndarray]:
+        """Each member's contract probabilities; in training remembered per text in `cache` (run id ->
+        `RememberedRows`), shared by the voting and stacking runs; a loaded ensemble remembers nothing."""
         out = []
         for run_id, member in zip(self.member_runs, self.members):
-            key = (run_id, hash(tuple(texts)))
-            if self.cache is None or key not in self.cache:
-                proba = member.predict(pd.DataFrame({"text": texts}))[SCORE_COLUMNS].to_numpy(dtype=float)
-                if self.cache is None:
-                    out.append(proba)
-                    continue
-                self.cache[key] = proba
-            out.append(self.cache[key])
+            def score(batch, member=member):
+                return member.predict(pd.DataFrame({"text": batch}))[SCORE_COLUMNS].to_numpy(dtype=float)
+            if self.cache is None:
+                out.append(score(texts))
+                continue
+            if run_id not in self.cache:
+                self.cache[run_id] = RememberedRows(score)
+            out.append(self.cache[run_id](texts))
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -153,8 +155,9 @@ class EnsembleFamily(Family):
     name = "ensemble"
     args_class = EnsembleArgs
 
-    def __init__(self):
+    def __init__(self, remembered: dict | None = None):
         self.cache: dict = {}            # member probabilities, shared by the voting and stacking runs
+        self.remembered = remembered or {}  # run id -> its classifier's scores per text (the main job's members)
         self.loaded: dict[str, tuple] = {}
         self.distributions: list[str] = []
 
@@ -192,7 +195,11 @@ class EnsembleFamily(Family):
         requirements = Path(local, "requirements.txt").read_text().split()
         self.distributions = list(dict.fromkeys(
             [*self.distributions, *(r.split("==")[0] for r in requirements if not r.startswith("-"))]))
-        self.loaded[run_id] = (mlflow.pyfunc.load_model(local), local)
+        member = mlflow.pyfunc.load_model(local)
+        if run_id in self.remembered:  # the same weights scored these texts in the member's own run: reuse them
+            model = member.unwrap_python_model()
+            model.classifier = RememberedScores(model.classifier, self.remembered[run_id])
+        self.loaded[run_id] = (member, local)
         return self.loaded[run_id]
 
     def train(self, model_name: str, splits: Splits, args: EnsembleArgs) -> EnsembleClassifier:

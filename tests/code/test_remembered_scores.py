@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from promptcls.contract import PromptClassifierModel
-from promptcls.train import RememberedScores
+from promptcls.contract import RememberedScores
 
 
 class Counting:
