@@ -6,6 +6,9 @@ evaluation, model logging and latency. Its members must have been trained on exa
 the validation rows they logged); their logged models are copied into the ensemble's artifact, so the ensemble
 serves standalone through `mlflow.pyfunc.load_model`.
 
+Each member windows a long prompt itself (its own contract, its own window size); the ensemble makes no windows of
+its own, so a member sees the whole prompt as it would alone (and, in the main job, the texts its run scored).
+
 * voting: P = sum_i w_i P_i, w = softmax(z) fitted by minimising validation log-loss.
 * stacking: multinomial logistic regression on the members' log-probabilities, fitted on validation. Its own
   validation scores (and the decision policy fitted on them) use 5-fold cross-fitted predictions on validation,
@@ -37,6 +40,7 @@ from promptcls.families.base import Family
 from promptcls.names import FAMILY_TAG
 from promptcls.ood.paired import load_predictions
 from promptcls.ood.scoring import RANK_SCORE, row_key
+from promptcls.text.settings import robustness
 from promptcls.tracking import MODEL_URI_TAG, model_runs
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,11 @@ class EnsembleClassifier:
                  weights: np.ndarray | None = None, meta=None, cache: dict | None = None):
         self.method, self.members, self.member_dirs, self.member_runs = method, members, member_dirs, member_runs
         self.weights, self.meta, self.cache, self.oof = weights, meta, cache, {}
+
+    @property
+    def window_chars(self) -> int:
+        """No windows at the ensemble's level: each member's contract windows for itself."""
+        return int(robustness()["limits"]["max_input_chars"])
 
     def member_proba(self, texts: list[str]) -> list[np.ndarray]:
         """Each member's contract probabilities; in training remembered per text in `cache` (run id ->
