@@ -69,6 +69,10 @@ class RememberedScores:
     def __init__(self, classifier: TextClassifier, rows: dict | None = None):
         self.classifier, self.predict_proba = classifier, RememberedRows(classifier.predict_proba, rows)
 
+    @property
+    def rows(self) -> dict:
+        return self.predict_proba.rows
+
     def __getattr__(self, name):  # window_chars and the rest: the classifier's own
         return getattr(self.classifier, name)
 

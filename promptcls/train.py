@@ -20,8 +20,7 @@ import pandas as pd
 
 from promptcls import LABELS
 from promptcls.config import TrainArgs, run_cli
-from promptcls.contract import (SCORE_COLUMNS, PromptClassifierModel, RememberedScores, TextClassifier, log_model,
-                                pip_requirements)
+from promptcls.contract import SCORE_COLUMNS, PromptClassifierModel, RememberedScores, log_model, pip_requirements
 from promptcls.data import Dataset, Splits, load_dataset, split_dataset, stratified_sample
 from promptcls.distributed import is_main_process, rank, require_single_process, world_size
 from promptcls.evasion import split_flip_rates
@@ -85,10 +84,9 @@ def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> Decis
 class FittedModel:
     """A trained model with the decision policy it serves; `metrics` collects what has been scored so far."""
 
-    def __init__(self, classifier: TextClassifier, policy: DecisionPolicy, metrics: dict[str, float],
-                 scores: RememberedScores | None = None):
-        self.classifier, self.policy, self.metrics = classifier, policy, metrics
-        self.scores = scores or RememberedScores(classifier)
+    def __init__(self, scores: RememberedScores, policy: DecisionPolicy, metrics: dict[str, float]):
+        self.scores, self.policy, self.metrics = scores, policy, metrics
+        self.classifier = scores.classifier  # what is logged
         self.predict_fn = PromptClassifierModel(self.scores, policy).as_predict_fn()
         self.step = final_step()  # after the family's per-epoch curves: the restored model's values are the run's
         self.scored: dict[str, tuple[pd.DataFrame, object]] = {}  # split -> (rows, predicted labels)
@@ -126,7 +124,7 @@ def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainAr
     metrics = {"train_seconds": time.perf_counter() - start}
     mlflow.log_metric("train_seconds", metrics["train_seconds"])
     scores = RememberedScores(classifier)
-    fitted = FittedModel(classifier, fit_decision_policy(scores, splits.val, args), metrics, scores)
+    fitted = FittedModel(scores, fit_decision_policy(scores, splits.val, args), metrics)
     fitted.score(splits.val, "val")
     with stage("val evasion flip rates"):
         evasion = split_flip_rates(lambda texts: fitted.predict_fn(pd.DataFrame({"text": texts})), splits.val,
@@ -167,7 +165,7 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # what `select` looks for
         metrics.update(log_latency(info.model_uri, splits.val["text"].tolist()))
     if remember is not None:
-        remember[mlflow.active_run().info.run_id] = fitted.scores.predict_proba.rows
+        remember[mlflow.active_run().info.run_id] = fitted.scores.rows
     log.info("%s/%s: val custom_score %.4f, test custom_score %.4f, p50 %.1f ms — model %s", family.name,
              model_name, metrics["val_custom_score"], metrics["test_custom_score"], metrics["latency_p50_ms"],
              info.model_uri)

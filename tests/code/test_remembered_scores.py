@@ -4,8 +4,7 @@ the contract's output is exactly the classifier's own."""
 import numpy as np
 import pandas as pd
 
-from promptcls.contract import PromptClassifierModel
-from promptcls.contract import RememberedScores
+from promptcls.contract import PromptClassifierModel, RememberedScores
 
 
 class Counting:
