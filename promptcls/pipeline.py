@@ -55,7 +55,7 @@ class MainArgs:
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
     transformer_patience: int = field(default=2, metadata={"help": "MiniLM: evaluations without improvement"})
-    transformer_max_minutes: float = field(default=9.0, metadata={"help": "wall-clock cap on MiniLM training"})
+    transformer_max_minutes: float = field(default=7.0, metadata={"help": "wall-clock cap on MiniLM training"})
     policy: str = field(default="threshold", metadata={"help": "decision policy of every model: threshold or none"})
     ood_sources: str = field(default="default", metadata={"help": "held-out OOD sources: default, none or a,b,c"})
     ensemble: bool = field(default=True, metadata={"help": "build voting and stacking ensembles of the best runs"})
