@@ -4,9 +4,11 @@ from mlflow.tracking import MlflowClient
 
 
 def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path):
-    gates = tmp_path / "gates.yaml"  # a small sample cannot meet production gates; these it can
+    # a small sample cannot meet production gates; these it can (600 rows, OOD twins held out: val custom_score
+    # 0.11-0.26 for the five candidates, logreg 0.25)
+    gates = tmp_path / "gates.yaml"
     gates.write_text("metric: val_custom_score\nregistered_model: pc-main\ngates:\n"
-                     "  - {metric: val_custom_score, min: 0.3}\n  - {metric: latency_p95_ms, max: 1000}\n")
+                     "  - {metric: val_custom_score, min: 0.15}\n  - {metric: latency_p95_ms, max: 1000}\n")
     proc = run_entry_point("main", "test-main", sample=600, cv_folds=2, gates=str(gates),
                            families="traditional,deep_learning", traditional_models="logreg,naive_bayes")
     assert "MLflow UI: http://127.0.0.1:" in proc.stdout and "champion: models:/pc-main@champion" in proc.stdout
