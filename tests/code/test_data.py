@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from promptcls.data import DataError, group_key, load_dataset, split_dataset, stratified_sample
+from promptcls.ood.sources import split_ood
 
 
 def write_jsonl(path, rows):
@@ -91,9 +92,6 @@ def test_texts_without_letters_or_digits_are_not_one_group(tmp_path):
 
 
 def test_ood_split_drops_rows_that_share_a_passage_with_an_ood_row():
-    from promptcls.data import group_key
-    from promptcls.ood.sources import split_ood
-
     passage = ("The committee met on Tuesday to review the budget for the new library, which opens next spring "
                "after three years of building work in the old market square.")
     rows = [("Summarise the text below.\n\n" + passage, 0, "docs_benign"),                      # held out
