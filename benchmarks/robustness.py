@@ -29,7 +29,7 @@ from benchmarks.common import local_server
 from promptcls.config import DEFAULT_DATA
 from promptcls.contract import PromptClassifierModel, log_model, pip_requirements
 from promptcls.data import load_dataset, split_dataset, stratified_sample
-from promptcls.evaluate import latency_ms
+from promptcls.evaluate import latency_ms, ordinary_prompts
 from promptcls.evasion import MALICIOUS, evasion_outcomes, flip_rates, perturb_all
 from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
 from promptcls.text.augment import augment_frame
@@ -138,7 +138,7 @@ def main() -> None:
         mlflow.set_experiment("benchmark-robustness")
         with mlflow.start_run():
             uri = log_model(classifier, ["hello"], pip_requirements(*TraditionalFamily().requirements())).model_uri
-        ordinary = splits.val.loc[splits.val["text"].str.len() < 300, "text"].tolist()[:200]
+        ordinary = ordinary_prompts(splits.val["text"].tolist())[:200]
         print("\n(c) single-prompt latency, ordinary validation prompts (< 300 chars)")
         print(latency(uri, ordinary).round(2).to_string())
         loaded = mlflow.pyfunc.load_model(uri)

@@ -91,7 +91,7 @@ class SelectArgs:
     experiment: str = experiment_field("experiment whose runs are candidates")
     metric: str = field(default="", metadata={"help": "ranking metric, higher is better (default: gates file)"})
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML"})
-    gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_p95_ms<=50'"})
+    gates_override: str = field(default="", metadata={"help": "e.g. 'val_recall_c2>=0.9,latency_prompt_p95_ms<=50'"})
     model_name: str = field(default="", metadata={"help": "registered model name (default: gates file)"})
     dry_run: bool = field(default=False, metadata={"help": "rank and report only; change nothing"})
     force: bool = field(default=False, metadata={"help": "replace the champion without the paired test, even "
@@ -204,7 +204,8 @@ def version_tags(run: Run, args: SelectArgs, comparison: PairedResult | None = N
             "code_version": run.data.tags.get(CODE_VERSION_TAG, ""), "run_id": run.info.run_id,
             **{k: f"{metrics[k]:.4f}" for k in (args.metric, "val_custom_score", "ood_custom_score", "val_recall_c2",
                                                 "val_false_alarm_rate", "ood_recall_c2", "ood_benign_flag_rate",
-                                                "test_custom_score", "latency_p95_ms") if k in metrics}}
+                                                "test_custom_score", "latency_prompt_p95_ms", "latency_p95_ms")
+                                                if k in metrics}}
     if comparison:
         tags.update(paired_p_value=f"{comparison.p_value:.4g}", paired_effect=f"{comparison.effect:+.4f}")
     return tags

@@ -16,8 +16,8 @@ from promptcls.tracking import MODEL_URI_TAG
 SEED_COLUMNS = ["model", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "best_params", "status",
                 "f1_external", "precision_c1", "recall_c2", "f1_c0", "custom_score", "false_alarm_rate",
                 "missed_threat_rate", "per_class_f1"]
-EXTRA_COLUMNS = ["val_custom_score", "train_seconds", "latency_p50_ms", "latency_p95_ms", "metrics_split",
-                 "custom_score_ci_low", "custom_score_ci_high"]
+EXTRA_COLUMNS = ["val_custom_score", "train_seconds", "latency_p50_ms", "latency_p95_ms", "latency_prompt_p95_ms",
+                 "metrics_split", "custom_score_ci_low", "custom_score_ci_high"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def metrics_for(score: float) -> dict[str, float]:
             "f1_c1": score - 0.05, "f1_c2": score, "custom_score": score, "false_alarm_rate": 0.01,
             "missed_threat_rate": 0.02, "custom_score_ci_low": score - 0.03, "custom_score_ci_high": score + 0.02}
     return {**{f"test_{k}": v for k, v in test.items()}, "val_custom_score": score + 0.01,
-            "f1_external": score - 0.1, "train_seconds": 10 * score, "latency_p50_ms": 1.5, "latency_p95_ms": 3.0}
+            "f1_external": score - 0.1, "train_seconds": 10 * score, "latency_p50_ms": 1.5, "latency_p95_ms": 3.0,
+            "latency_prompt_p95_ms": 2.0}
 
 
 @pytest.fixture

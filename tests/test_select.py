@@ -23,8 +23,8 @@ from promptcls.server import free_port
 from promptcls.tracking import MODEL_URI_TAG
 
 GOOD = {"val_custom_score": 0.80, "val_recall_c2": 0.95, "val_false_alarm_rate": 0.01,
-        "val_missed_threat_rate": 0.01, "latency_p95_ms": 5.0, "test_custom_score": 0.79,
-        "val_evasion_flip_rate": 0.02, "ood_custom_score": 0.80, "ood_recall_c2": 0.80,
+        "val_missed_threat_rate": 0.01, "latency_p95_ms": 5.0, "latency_prompt_p95_ms": 4.0,
+        "test_custom_score": 0.79, "val_evasion_flip_rate": 0.02, "ood_custom_score": 0.80, "ood_recall_c2": 0.80,
         "ood_benign_flag_rate": 0.05}
 PAIRED_ROWS = 400  # validation/OOD rows every test run is "scored" on, for the champion-vs-challenger test
 

@@ -44,12 +44,14 @@ def test_child_logs_contract(all_models_run, model):
                      "accuracy", "f1_macro", "roc_auc"):
             assert 0.0 <= metrics[f"{prefix}_{name}"] <= 1.0, f"{prefix}_{name}"
     for name in ("external_recall_c2", "f1_external", "cv_custom_score_mean", "cv_custom_score_std",
-                 "latency_p50_ms", "latency_p95_ms", "train_seconds", "val_evasion_pairs"):
+                 "latency_p50_ms", "latency_p95_ms", "latency_prompt_p50_ms", "latency_prompt_p95_ms",
+                 "train_seconds", "val_evasion_pairs"):
         assert name in metrics
     assert 0.0 <= metrics["val_evasion_flip_rate"] <= 1.0 and "val_evasion_flip_rate_base64_wrapper" in metrics
     assert int(params["augment_rows"]) > 0 and params["augment"] == "evasion"  # copies of every class, counted
     assert all(int(params[f"augment_rows_c{c}"]) > 0 for c in range(3))
     assert metrics["latency_p95_ms"] >= metrics["latency_p50_ms"] > 0
+    assert metrics["latency_prompt_p95_ms"] >= metrics["latency_prompt_p50_ms"] > 0
     assert any(k.startswith("hp_") for k in params) and params["seed"] == "42"
     assert len(tags["promptcls.data_digest"]) == 16 and tags["promptcls.code_version"].startswith("0.")
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}

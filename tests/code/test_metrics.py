@@ -85,3 +85,12 @@ def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_more_data():
     narrow = bootstrap_ci(y4, p4, n_resamples=500)
     assert narrow["custom_score_ci_high"] - narrow["custom_score_ci_low"] < wide / 2
     assert bootstrap_ci(y, p, n_resamples=200, seed=1) == bootstrap_ci(y, p, n_resamples=200, seed=1)
+
+
+def test_ordinary_prompts_are_those_a_model_scores_whole():
+    from promptcls.evaluate import ordinary_prompts
+    from promptcls.text.settings import robustness
+    size = robustness()["windows"]["default_chars"]
+    chat, document = "What is the capital of France?", "A long passage. " * (size // 10)
+    assert len(document) >= size
+    assert ordinary_prompts([chat, document, "x" * (size - 1), "x" * size]) == [chat, "x" * (size - 1)]
