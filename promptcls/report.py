@@ -39,7 +39,8 @@ TEST_COLUMNS = ["precision_macro", "recall_macro", "f1_macro", "roc_auc", "preci
 COLUMNS = ["model", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "best_params", "status",
            "f1_external", "precision_c1", "recall_c2", "f1_c0", "custom_score", "false_alarm_rate",
            "missed_threat_rate", "per_class_f1", "custom_score_ci_low", "custom_score_ci_high", RANK_METRIC,
-           "train_seconds", "latency_p50_ms", "latency_p95_ms", "latency_prompt_p95_ms", "metrics_split", "family", "run_name", "run_id"]
+           "train_seconds", "latency_p50_ms", "latency_p95_ms", "latency_prompt_p95_ms", "metrics_split", "family",
+           "run_name", "run_id"]
 RADAR_AXES = {"recall_c2": "recall malicious", "precision_c1": "precision suspicious", "f1_c0": "F1 benign",
               "f1_macro": "F1 macro", "roc_auc": "ROC AUC", "custom_score": "custom score"}
 CURVE_METRICS = ("val_custom_score", "val_loss", "train_loss")
