@@ -181,6 +181,34 @@ def test_focal_loss_takes_p_t_from_unweighted_ce():
     assert torch.allclose(weighted, torch.tensor(alpha)[labels] * -torch.log(p_t), atol=1e-6)
 
 
+def test_wall_clock_cap_stops_once_without_a_second_evaluation():
+    from transformers import TrainerControl, TrainerState
+
+    from promptcls.families.hf_training import WallClockCallback
+
+    state = TrainerState(global_step=10, epoch=0.5)
+    # the cap passes during a scheduled evaluation: stop on it, no extra evaluation a step later
+    cap, control = WallClockCallback(minutes=1), TrainerControl()
+    cap.start -= 61
+    cap.on_evaluate(None, state, control)
+    assert control.should_training_stop and not control.should_evaluate
+    cap.on_step_end(None, state, control := TrainerControl())
+    assert not control.should_training_stop  # fired once
+    # the cap passes between evaluations: evaluate, checkpoint, stop
+    cap, control = WallClockCallback(minutes=1), TrainerControl()
+    cap.on_step_end(None, state, control)
+    assert not (control.should_training_stop or control.should_evaluate)  # within the cap: nothing
+    cap.start -= 61
+    cap.on_step_end(None, state, control)
+    assert control.should_evaluate and control.should_save and control.should_training_stop
+    # 0 = no cap
+    cap, control = WallClockCallback(minutes=0), TrainerControl()
+    cap.start -= 10_000
+    cap.on_step_end(None, state, control)
+    cap.on_evaluate(None, state, control)
+    assert not control.should_training_stop
+
+
 def test_package_import_stays_light():
     code = ("import sys, promptcls.families, promptcls.families.transformers_family; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
