@@ -36,6 +36,7 @@ FAMILIES = {
                                             "evals_per_epoch": a.transformer_evals_per_epoch,
                                             "patience": a.transformer_patience,
                                             "max_train_minutes": a.transformer_max_minutes,
+                                            "export_onnx": a.transformer_export_onnx,
                                             # SHAP through MiniLM costs ~200 forward passes a prompt on CPU
                                             "explain_samples": 10}),
     "deep_learning": Registration("promptcls.families.deep_learning:DeepLearningFamily",

@@ -9,8 +9,11 @@ dynamic batch and sequence axes); `OnnxTextClassifier` is the contract's `TextCl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +104,10 @@ def export(hf_classifier, precision: str = "fp32") -> OnnxTextClassifier:
     wrapper = Logits().to("cpu").eval()  # eval: the exporter restores the wrapper's mode afterwards
     with tempfile.TemporaryDirectory(prefix="promptcls-onnx-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(fp32), input_names=names,
-                          output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        with warnings.catch_warnings():  # the tracer's advice on Python-side branches and index ops; the export is
+            warnings.simplefilter("ignore")  # checked against torch within 1e-4 (tests/test_onnx.py)
+            torch.onnx.export(wrapper, tuple(sample[n] for n in names), str(fp32), input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
         model.to(device).eval()
         model_bytes = fp32.read_bytes()
     meta = {"precision": "fp32", "opset": OPSET, "input_names": names, "max_length": hf_classifier.max_length,
@@ -120,5 +125,19 @@ def quantized(fp32: OnnxTextClassifier) -> OnnxTextClassifier:
     with tempfile.TemporaryDirectory(prefix="promptcls-onnx-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(fp32.model_bytes)
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        with _quiet_root_logger():
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
         return OnnxTextClassifier(target.read_bytes(), fp32.tokenizer_json, {**fp32.meta, "precision": "int8"})
+
+
+@contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser logs through the root logger: ~40 INFO lines a MiniLM ("Quantization parameters for
+    tensor ... not specified") and a WARNING advising pre-processing. Only its errors reach the run's log."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
