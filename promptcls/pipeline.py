@@ -2,11 +2,11 @@
 ensemble of the best run of each family, then `select`.
 
 Budget (`make run` <= 30 min on 2 cores): the traditional models of `traditional_models` (default the three fast
-linear ones; random_forest and xgboost take ~10 of those minutes on corpus v4 and rank below logreg), one Keras
-model, MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch, `transformer_patience`) under a
-wall-clock cap (`transformer_max_minutes`) and logged as ONNX int8 (`transformer_export_onnx`: evaluation, the
-ensembles and serving all run the quantised model), and the voting and stacking ensembles. Every model serves the
-threshold policy fitted on validation (`policy`).
+linear ones, trained with evasion augmentation; random_forest and xgboost take ~10 of those minutes on corpus v4 and
+rank below logreg), one Keras model, MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch,
+`transformer_patience`) under a wall-clock cap (`transformer_max_minutes`) and logged as ONNX int8
+(`transformer_export_onnx`: evaluation, the ensembles and serving all run the quantised model), and the voting and
+stacking ensembles. Every model serves the threshold policy fitted on validation (`policy`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ class MainArgs:
                           metadata={"help": "families to train, comma-separated"})
     traditional_models: str = field(default="logreg,linear_svm,naive_bayes",
                                     metadata={"help": "traditional models to train, comma-separated"})
+    traditional_augment: str = field(default="evasion", metadata={
+        "help": "training augmentation of the traditional models: evasion (perturbed copies of a fifth of the training "
+                "rows of every class) or none. The CNN and MiniLM train without: they truncate (256 / 128 tokens), "
+                "so a long-document copy would keep only its benign filler under the row's label"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})

@@ -30,7 +30,8 @@ class Registration:
 
 FAMILIES = {
     "traditional": Registration("promptcls.families.traditional:TraditionalFamily",
-                                lambda a: {"model": "all", "cv_folds": a.cv_folds}),
+                                lambda a: {"model": "all", "cv_folds": a.cv_folds,
+                                           "augment": a.traditional_augment}),
     "transformers": Registration("promptcls.families.transformers_family:TransformersFamily",
                                  lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs,
                                             "evals_per_epoch": a.transformer_evals_per_epoch,
