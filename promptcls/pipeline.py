@@ -54,9 +54,10 @@ class MainArgs:
     traditional_models: str = field(default="logreg,linear_svm,naive_bayes",
                                     metadata={"help": "traditional models to train, comma-separated"})
     traditional_augment: str = field(default="evasion", metadata={
-        "help": "training augmentation of the traditional models: evasion (perturbed copies of a fifth of the training "
-                "rows of every class) or none. The CNN and MiniLM train without: they truncate (256 / 128 tokens), "
-                "so a long-document copy would keep only its benign filler under the row's label"})
+        "help": "training augmentation of the traditional models: evasion (perturbed copies of a share of the "
+                "training rows of every class, conf/robustness.yaml augment.share) or none. The CNN and MiniLM "
+                "train without: they truncate at max_length tokens, so a long-document copy would keep only its "
+                "benign filler under the row's label"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})

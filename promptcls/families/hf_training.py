@@ -150,23 +150,23 @@ class WallClockCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
 
-    def _over(self) -> bool:
-        return bool(self.seconds) and not self.fired and time.perf_counter() - self.start >= self.seconds
+    def _fire(self, state, outcome: str) -> bool:
+        """True once, the first time it is asked after the cap has passed (never with no cap)."""
+        if not self.seconds or self.fired or time.perf_counter() - self.start < self.seconds:
+            return False
+        self.fired = True
+        log.info("wall-clock cap of %.1f min reached at step %d (epoch %.2f): %s", self.seconds / 60,
+                 state.global_step, state.epoch or 0, outcome)
+        return True
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self._over():
-            self.fired = True
-            log.info("wall-clock cap of %.1f min reached at step %d (epoch %.2f): stopping after this evaluation",
-                     self.seconds / 60, state.global_step, state.epoch or 0)
+        if self._fire(state, "stopping after this evaluation"):
             control.should_evaluate = control.should_save = control.should_training_stop = True
 
     def on_evaluate(self, args, state, control, **kwargs):
         """The cap passed during a scheduled evaluation: stop on it, rather than run a second one a step later
         (34 s of MiniLM on validation in the main job)."""
-        if self._over():
-            self.fired = True
-            log.info("wall-clock cap of %.1f min reached during the evaluation at step %d (epoch %.2f): stopping",
-                     self.seconds / 60, state.global_step, state.epoch or 0)
+        if self._fire(state, "stopping on this evaluation"):
             control.should_training_stop = True
 
 
