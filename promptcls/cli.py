@@ -17,8 +17,9 @@ def _server(args: argparse.Namespace) -> int:
         try:
             srv = server.start(args.root, args.port or None, host=args.host, backend_store_uri=args.backend_store_uri,
                                artifacts_destination=args.artifacts_destination, auth=args.auth,
-                               auth_database_uri=args.auth_database_uri, workers=args.workers)
-        except RuntimeError as exc:  # the server's own log tail says why (bad URI, missing admin password, ...)
+                               auth_database_uri=args.auth_database_uri, workers=args.workers,
+                               auth_cache_ttl=args.auth_cache_ttl)
+        except (RuntimeError, ValueError) as exc:  # the log tail says why (bad URI, no admin password, ...)
             print(f"promptcls server: {exc}", file=sys.stderr)
             return 1
         print(f"mlflow server running: {srv.uri} (pid {srv.pid}, data in {srv.root})", file=sys.stderr)
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--auth", action="store_true", help="basic auth (MLflow's basic-auth app); the first start "
                      "needs MLFLOW_AUTH_ADMIN_PASSWORD (12+ characters)")
     srv.add_argument("--auth-database-uri", help="user database for --auth (default: SQLite under --root)")
+    srv.add_argument("--auth-cache-ttl", type=int, default=server.AUTH_CACHE_TTL_SECONDS,
+                     help="seconds a worker remembers a verified credential (%(default)s; 0 = verify the password "
+                          "hash on every request, ~300 ms each)")
     srv.add_argument("--workers", type=int, default=1, help="server worker processes")
     srv.set_defaults(handler=_server)
     pred = commands.add_parser("predict", help="score a prompt, stdin lines, or a .jsonl/.csv file")

@@ -20,6 +20,12 @@ from pathlib import Path
 
 from promptcls.config import DEFAULT_EXPERIMENT
 
+# Seconds a worker remembers a verified basic-auth credential (MLflow's `auth_cache_ttl_seconds`; 0 = off). MLflow
+# checks the password hash on every request, about 300 ms of server CPU each on this machine kind, so a training run
+# against an auth server spent most of its time there. A password changed or a user deleted through the API takes
+# effect at once on the worker that handled it, on the other workers within this TTL.
+AUTH_CACHE_TTL_SECONDS = 60
+
 
 @dataclass(frozen=True)
 class LocalServer:
@@ -74,15 +80,18 @@ def running(root: Path) -> LocalServer | None:
 def start(root: str | Path, port: int | None = None, timeout: float = 90.0, *, host: str = "127.0.0.1",
           backend_store_uri: str | None = None, artifacts_destination: str | None = None,
           auth_database_uri: str | None = None, auth: bool = False, workers: int = 1,
-          env: dict[str, str] | None = None) -> LocalServer:
+          auth_cache_ttl: int = AUTH_CACHE_TTL_SECONDS, env: dict[str, str] | None = None) -> LocalServer:
     """Start (or reuse) the server recorded under `root`; waits for /health.
 
     By default its database (`mlflow.db`, SQLite) and artifacts live under `root`. A team server passes a
     PostgreSQL `backend_store_uri` and an `s3://` `artifacts_destination` (the server proxies artifacts, so only
     it needs the S3 credentials and MLFLOW_S3_ENDPOINT_URL). `auth=True` runs MLflow's basic-auth app, its user
-    database at `auth_database_uri` (default SQLite under `root`); the first start needs
+    database at `auth_database_uri` (default SQLite under `root`), verified credentials remembered for
+    `auth_cache_ttl` seconds per worker (0 = verify every request); the first start needs
     MLFLOW_AUTH_ADMIN_PASSWORD (12+ characters) in the environment.
     """
+    if auth_cache_ttl < 0:
+        raise ValueError(f"auth_cache_ttl must be 0 (off) or a number of seconds, got {auth_cache_ttl}")
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     if existing := running(root):
@@ -98,7 +107,8 @@ def start(root: str | Path, port: int | None = None, timeout: float = 90.0, *, h
            "--host", host, "--port", str(port), "--workers", str(workers)]
     if auth:
         cmd += ["--app-name", "basic-auth"]
-        env.update(auth_settings(root, auth_database_uri or f"sqlite:///{root / 'basic_auth.db'}", env))
+        env.update(auth_settings(root, auth_database_uri or f"sqlite:///{root / 'basic_auth.db'}", env,
+                                 auth_cache_ttl))
     with (root / "server.log").open("ab") as logfile:
         proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -122,10 +132,12 @@ def wait_until(ready, proc: subprocess.Popen, timeout: float, what: str, log: Pa
         time.sleep(0.5)
 
 
-def auth_settings(root: Path, database_uri: str, env: dict[str, str]) -> dict[str, str]:
+def auth_settings(root: Path, database_uri: str, env: dict[str, str],
+                  cache_ttl: int = AUTH_CACHE_TTL_SECONDS) -> dict[str, str]:
     """Environment for MLflow's basic-auth app: a copy of its shipped basic_auth.ini with the user database at
-    `database_uri` (the shipped file points at a relative sqlite path), and a Flask secret key that survives
-    restarts (taken from MLFLOW_FLASK_SERVER_SECRET_KEY, else generated once into `root`)."""
+    `database_uri` (the shipped file points at a relative sqlite path) and the credential cache at `cache_ttl`
+    seconds, and a Flask secret key that survives restarts (taken from MLFLOW_FLASK_SERVER_SECRET_KEY, else
+    generated once into `root`)."""
     with warnings.catch_warnings():  # importing it imports MLflow's FastAPI app, which warns about starlette
         warnings.simplefilter("ignore")
         from mlflow.server import auth as mlflow_auth
@@ -133,6 +145,7 @@ def auth_settings(root: Path, database_uri: str, env: dict[str, str]) -> dict[st
     config = configparser.ConfigParser()
     config.read(Path(mlflow_auth.__file__).with_name("basic_auth.ini"))
     config["mlflow"]["database_uri"] = database_uri
+    config["mlflow"]["auth_cache_ttl_seconds"] = str(cache_ttl)
     ini = root / "basic_auth.ini"
     with ini.open("w") as handle:
         config.write(handle)

@@ -62,6 +62,41 @@ def test_requests_without_valid_credentials_are_refused(team):
     assert requests.post(search, json={"max_results": 1}, auth=ADMIN, timeout=10).status_code == 200
 
 
+def test_changed_password_is_refused_at_once_despite_the_credential_cache(team, monkeypatch):
+    """The server remembers verified credentials (AUTH_CACHE_TTL_SECONDS); a password changed through the API
+    must still stop the old one on the next request, not a TTL later."""
+    srv, _, _ = team
+    search = f"{srv.uri}/api/2.0/mlflow/experiments/search"
+    admin = mlflow.server.get_app_client("basic-auth", tracking_uri=srv.uri)
+    old, new = ("bob", "bob-password-2026"), ("bob", "bob-new-password-2027")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])  # the admin client's credentials
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    admin.create_user(*old)
+    assert requests.post(search, json={"max_results": 1}, auth=old, timeout=10).status_code == 200  # now cached
+    admin.update_user_password(*new)
+    assert requests.post(search, json={"max_results": 1}, auth=old, timeout=10).status_code == 401
+    assert requests.post(search, json={"max_results": 1}, auth=new, timeout=10).status_code == 200
+
+
+def test_auth_settings_turn_mlflows_credential_cache_on(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    for ttl in (server.AUTH_CACHE_TTL_SECONDS, 0):
+        env = server.auth_settings(tmp_path, "sqlite:////tmp/users.db", {}, ttl)
+        monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", env["MLFLOW_AUTH_CONFIG_PATH"])
+        config = read_auth_config()  # MLflow's own reader of the file the server is started with
+        assert (config.auth_cache_ttl_seconds, config.database_uri) == (ttl, "sqlite:////tmp/users.db")
+    assert server.AUTH_CACHE_TTL_SECONDS > 0
+
+
+def test_negative_auth_cache_ttl_is_refused_before_anything_starts(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "promptcls.cli", "server", "start", "--root", str(tmp_path),
+                           "--port", "0", "--auth", "--auth-cache-ttl", "-5"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 1 and "auth_cache_ttl must be 0 (off) or a number of seconds, got -5" in proc.stderr
+    assert server.running(tmp_path) is None and not (tmp_path / "server.log").exists()
+
+
 def test_entry_point_without_credentials_fails_and_logs_nothing(team):
     srv, store, _ = team
     proc = mlflow_run("select", "team-anon", {"experiment": "team-anon"}, timeout=300,
