@@ -24,7 +24,7 @@ import yaml
 from promptcls.errors import UsageError  # noqa: F401  (re-exported: `from promptcls.config import UsageError`)
 from promptcls.families import config_schema
 from promptcls.schemas import validate
-from promptcls.text.settings import robustness
+from promptcls.text.settings import AUGMENT_CHOICES, robustness
 
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,11 @@ def _int(value: str) -> int:
     return int(number)
 
 
+def check_augment(value: str) -> None:
+    if value not in AUGMENT_CHOICES:
+        raise ValueError(f"augment must be {' or '.join(AUGMENT_CHOICES)}, got {value!r}")
+
+
 @dataclass
 class TrainArgs:
     """Arguments every training entry point takes."""
@@ -128,8 +133,7 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.augment not in ("none", "evasion"):
-            raise ValueError(f"augment must be none or evasion, got {self.augment!r}")
+        check_augment(self.augment)
         if self.max_input_chars < 1:
             raise ValueError(f"max_input_chars must be >= 1, got {self.max_input_chars}")
         if self.sample < 0 or self.explain_samples < 0:

@@ -103,11 +103,12 @@ class FittedModel:
             mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
 
 
-def augmented(splits: Splits, args: TrainArgs) -> Splits:
-    """The splits with the training split augmented as `args.augment` says (counts logged as params)."""
+def augmented(splits: Splits, args: TrainArgs, window_chars: int | None) -> Splits:
+    """The splits with the training split augmented as `args.augment` says (counts logged as params), copies cut
+    to `window_chars` for a model that reads no more (`Family.window_chars`)."""
     if args.augment == "none":
         return splits
-    train, counts = augment_frame(splits.train, args.seed)
+    train, counts = augment_frame(splits.train, args.seed, window_chars)
     log_new_params(counts)
     log.info("augment=evasion: %d perturbed copies added to %d training rows", counts["augment_rows"],
              len(splits.train))
@@ -117,7 +118,7 @@ def augmented(splits: Splits, args: TrainArgs) -> Splits:
 def fit_validated(family: Family, model_name: str, splits: Splits, args: TrainArgs) -> FittedModel:
     """Train one model into the active run and score the validation split only: all a tuning trial does."""
     mlflow.set_tags({FAMILY_TAG: family.name, MODEL_TAG: model_name, **provenance_tags()})
-    splits = augmented(splits, args)
+    splits = augmented(splits, args, family.window_chars(args))
     log.info("training %s/%s on %d rows", family.name, model_name, len(splits.train))
     start = time.perf_counter()
     classifier = family.train(model_name, splits, args)

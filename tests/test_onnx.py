@@ -50,6 +50,7 @@ def test_fp32_matches_torch_and_int8_stays_close(tiny_bert, texts):
     assert len(int8.model_bytes) < len(fp32.model_bytes)
     assert np.allclose(int8_proba.sum(axis=1), 1.0) and np.abs(int8_proba - torch_proba).max() < 0.05
     assert np.abs(tiny_bert.predict_proba(texts) - torch_proba).max() == 0  # the export left torch's model as is
+    assert fp32.window_chars == int8.window_chars == tiny_bert.window_chars  # long inputs: the same windows
     with pytest.raises(ValueError, match="fp32 or int8"):
         hf_onnx.export(tiny_bert, "fp16")
 

@@ -43,6 +43,12 @@ class Family(ABC):
         YAML entry fails in seconds rather than mid-training."""
         raise NotImplementedError(f"family {self.name!r} must implement build_untrained")
 
+    def window_chars(self, args: TrainArgs) -> int | None:
+        """For a model that truncates its input (a CNN, a transformer): the characters of the windows the contract
+        shows it a long text in, so augmented copies can be cut to them (promptcls/text/augment.py). None for a
+        model that reads a whole text."""
+        return None
+
     @abstractmethod
     def requirements(self) -> list[str]:
         """Distributions the logged model needs beyond the base set (pinned at log time)."""

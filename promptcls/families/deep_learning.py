@@ -31,6 +31,7 @@ from promptcls.data import Splits
 from promptcls.families.base import Family
 from promptcls.metrics import security_metrics
 from promptcls.schemas import SearchSpace, Strict
+from promptcls.text.settings import robustness
 
 log = logging.getLogger(__name__)
 LOSSES = ("crossentropy", "focal")
@@ -217,6 +218,10 @@ class DeepLearningFamily(Family):
 
     def requirements(self) -> list[str]:
         return ["tensorflow-cpu", "keras"]
+
+    def window_chars(self, args: DeepLearningArgs) -> int:
+        """It truncates at `max_length` tokens; the contract shows it long texts in the default windows."""
+        return int(robustness()["windows"]["default_chars"])
 
     def train(self, model_name: str, splits: Splits, args: DeepLearningArgs) -> KerasTextClassifier:
         import keras

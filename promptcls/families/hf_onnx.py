@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from promptcls import LABELS
+from promptcls.text.windows import token_window_chars
 
 PRECISIONS = ("none", "fp32", "int8")
 OPSET = 17
@@ -46,6 +47,11 @@ class OnnxTextClassifier:
         self.tokenizer.enable_padding(pad_id=meta["pad_id"], pad_token=meta["pad_token"])
         self.input_names = meta["input_names"]
         self.batch_size = meta.get("batch_size", 64)
+
+    @property
+    def window_chars(self) -> int:
+        """The same window as the torch model it was exported from."""
+        return token_window_chars(self.meta["max_length"])
 
     @property
     def precision(self) -> str:

@@ -35,6 +35,7 @@ from promptcls.families.base import Family
 from promptcls.families.hf_onnx import PRECISIONS as ONNX_PRECISIONS
 from promptcls.names import MODEL_TAG, ONNX_TAG
 from promptcls.schemas import SearchSpace, Strict
+from promptcls.text.windows import token_window_chars
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -221,8 +222,8 @@ class HFTextClassifier:
 
     @property
     def window_chars(self) -> int:
-        """The contract's window for long inputs: about what `max_length` tokens hold (~4 characters a token)."""
-        return 4 * self.max_length
+        """The contract's window for long inputs: about what `max_length` tokens hold."""
+        return token_window_chars(self.max_length)
 
     def _use_threads(self, n_texts: int) -> None:
         import torch
@@ -294,6 +295,9 @@ class TransformersFamily(Family):
         config = AutoConfig.from_pretrained(resolve_model(model_name).location, num_labels=len(LABELS))
         return AutoModelForSequenceClassification.from_config(config)
     export_onnx = "none"  # set by `train`: which model the run logs
+
+    def window_chars(self, args: TransformersArgs) -> int:
+        return token_window_chars(args.max_length)
 
     def requirements(self) -> list[str]:
         if self.export_onnx != "none":

@@ -8,6 +8,10 @@ from functools import cache
 from promptcls.schemas import Strict, package_config
 
 
+AUGMENT_CHOICES = ("none", "evasion")
+"""TrainArgs `augment` (and the main job's): none, or perturbed copies of training rows (promptcls/text/augment.py)."""
+
+
 class _Limits(Strict):
     max_input_chars: int
 

@@ -20,22 +20,39 @@ def window_size(classifier) -> int:
     return int(size() if callable(size) else size or robustness()["windows"]["default_chars"])
 
 
+def token_window_chars(max_length: int) -> int:
+    """The window of a model that reads `max_length` tokens (a transformer, torch or ONNX): about what they hold,
+    ~4 characters a token."""
+    return 4 * max_length
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?:;\n])\s+|\n")
 
 
-def _cuts(text: str, size: int) -> list[int]:
+def cuts(text: str, size: int) -> list[int]:
     """Start offsets of the sentences of `text`; a sentence longer than `size` is cut at spaces as well."""
     starts = [0, *(m.end() for m in _SENTENCE_END.finditer(text) if m.end() < len(text))]
-    cuts = []
+    found = []
     for start, end in zip(starts, [*starts[1:], len(text)]):
-        cuts.append(start)
+        found.append(start)
         position = start
         while end - position > size // 2:  # long sentences: cut points every half window, at a space
             space = text.rfind(" ", position + 1, position + size // 2 + 1)
             position = space + 1 if space > position else position + size // 2
             if position < end:
-                cuts.append(position)
-    return sorted(set(cuts))
+                found.append(position)
+    return sorted(set(found))
+
+
+def last_window(text: str, tail: int, size: int) -> str:
+    """The end of `text` as a window shows it: at most `size` characters, from the earliest cut that keeps them
+    (never later than where the last `tail` characters begin, so those stay whole). For training copies that put
+    benign text before a prompt: a model that reads `size` characters then learns from what its windows show."""
+    if len(text) <= size:
+        return text
+    keep = len(text) - min(tail, len(text))
+    start = min([c for c in cuts(text, size) if c >= len(text) - size] + [keep])
+    return text[start:]
 
 
 def windows(text: str, size: int) -> list[tuple[int, int]]:
@@ -43,8 +60,8 @@ def windows(text: str, size: int) -> list[tuple[int, int]]:
     when the text fits in one window. Each window starts where its predecessor's second half begins."""
     if len(text) <= size:
         return []
-    cuts, spans, i = _cuts(text, size), [], 0
-    bounds = [*cuts, len(text)]
+    spans, i = [], 0
+    bounds = [*cuts(text, size), len(text)]
     while True:
         start, j = bounds[i], i + 1
         while j < len(bounds) - 1 and bounds[j + 1] - start <= size:

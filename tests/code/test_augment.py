@@ -29,3 +29,20 @@ def test_augment_is_validated():
     with pytest.raises(ValueError, match="max_input_chars must be >= 1"):
         TrainArgs(model="logreg", max_input_chars=0)
     assert TrainArgs(model="logreg").max_input_chars == 100_000
+
+
+def test_copies_for_a_truncating_model_are_cut_to_its_window_ending_with_the_prompt():
+    train = stratified_sample(load_dataset(DEFAULT_DATA).frame, 600, seed=0)
+    short = train[train["text"].str.len() < 250]
+    whole, _ = augment_frame(short, seed=3)
+    cut, counts = augment_frame(short, seed=3, window_chars=300)
+    assert counts["augment_rows_long_document"] > 0
+    originals = set(short["text"])
+    prefixed = [t for t in whole["text"] if t not in originals and any(t.endswith(o) for o in originals)]
+    assert max(map(len, prefixed)) > 2000                                   # long documents, whole
+    copies = cut[~cut["text"].isin(originals)]
+    for text, label in zip(copies["text"], copies["label"]):
+        ends = [o for o in originals if text.endswith(o)]
+        if ends:                                                            # a preamble / document copy
+            assert len(text) <= 300 and label in set(short.loc[short["text"].isin(ends), "label"])
+    assert len(cut) == len(whole)
