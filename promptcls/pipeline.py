@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, check_augment, default_experiment, experiment_field
+from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, default_experiment, experiment_field
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import (BEST_MODEL_TAG, CHAMPION_VERSION_TAG, PIPELINE_TAG, champion_uri, experiment_url,
                              model_version_url, run_url)
@@ -53,11 +53,11 @@ class MainArgs:
                           metadata={"help": "families to train, comma-separated"})
     traditional_models: str = field(default="logreg,linear_svm,naive_bayes",
                                     metadata={"help": "traditional models to train, comma-separated"})
-    augment: str = field(default="evasion", metadata={
-        "help": "training augmentation of every family: evasion (perturbed copies of a share of the training rows "
-                "of every class, conf/robustness.yaml augment.share; for the CNN and MiniLM, which truncate, a "
-                "copy that puts benign text before its prompt is cut to their window ending with the prompt) "
-                "or none"})
+    traditional_augment: str = field(default="evasion", metadata={
+        "help": "training augmentation of the traditional models: evasion (perturbed copies of a share of the "
+                "training rows of every class, conf/robustness.yaml augment.share) or none. The CNN and MiniLM "
+                "train without: they truncate at max_length tokens, so a long-document copy would keep only its "
+                "benign filler under the row's label"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
@@ -75,7 +75,6 @@ class MainArgs:
         unknown = set(self.families.split(",")) - set(FAMILIES)
         if unknown:
             raise ValueError(f"families: unknown {sorted(unknown)}; valid: {', '.join(FAMILIES)}")
-        check_augment(self.augment)
         load_gates(self.gates)  # a bad gates file fails now, not after an hour of training
         from promptcls.families.traditional import load_config
         unknown = set(self.traditional_models.split(",")) - set(load_config()["models"])

@@ -30,17 +30,18 @@ class Registration:
 
 FAMILIES = {
     "traditional": Registration("promptcls.families.traditional:TraditionalFamily",
-                                lambda a: {"model": "all", "cv_folds": a.cv_folds, "augment": a.augment}),
+                                lambda a: {"model": "all", "cv_folds": a.cv_folds,
+                                           "augment": a.traditional_augment}),
     "transformers": Registration("promptcls.families.transformers_family:TransformersFamily",
                                  lambda a: {"model": "minilm", "max_epochs": a.transformer_epochs,
                                             "evals_per_epoch": a.transformer_evals_per_epoch,
                                             "patience": a.transformer_patience,
                                             "max_train_minutes": a.transformer_max_minutes,
-                                            "export_onnx": a.transformer_export_onnx, "augment": a.augment,
+                                            "export_onnx": a.transformer_export_onnx,
                                             # SHAP through MiniLM costs ~200 forward passes a prompt on CPU
                                             "explain_samples": 10}),
     "deep_learning": Registration("promptcls.families.deep_learning:DeepLearningFamily",
-                                  lambda a: {"model": a.deep_learning_model, "augment": a.augment}),
+                                  lambda a: {"model": a.deep_learning_model}),
 }
 
 
