@@ -222,7 +222,7 @@ class HFTextClassifier:
 
     @property
     def window_chars(self) -> int:
-        """The contract's window for long inputs: about what `max_length` tokens hold."""
+        """The contract's window for long inputs (`windows.token_window_chars`)."""
         return token_window_chars(self.max_length)
 
     def _use_threads(self, n_texts: int) -> None:
