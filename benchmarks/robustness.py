@@ -1,9 +1,12 @@
 """Robust input handling (promptcls/text/): long documents, evasion flip rates, latency, the 10,000-word timing.
 
     python -m benchmarks.robustness [--sample 0] [--docs 100] [--augment none|evasion] [--minilm]
+    python -m benchmarks.robustness --model-uri models:/promptcls@champion [--docs 100]
 
 Fits a TF-IDF + logistic regression (the `logreg` grid's first point, no search) on the corpus' train split and
-measures on the test split:
+measures on the test split (with --model-uri: measures that logged model instead, on the test split of a training
+run's default splits, OOD sources held out as the main job does; (a), (b) and (d) only; MLFLOW_TRACKING_URI names
+the server):
 
 (a) long documents: each malicious test sentence (< 400 characters) alone, and inside a document of ~2,000 words
     drawn from benign test rows (at a random position); detection = label malicious. Also the share of purely
@@ -26,13 +29,15 @@ import mlflow
 import pandas as pd
 
 from benchmarks.common import local_server
-from promptcls.config import DEFAULT_DATA
+from promptcls.config import DEFAULT_DATA, TrainArgs
 from promptcls.contract import PromptClassifierModel, log_model, pip_requirements
 from promptcls.data import load_dataset, split_dataset, stratified_sample
 from promptcls.evaluate import latency_ms, ordinary_prompts
 from promptcls.evasion import MALICIOUS, evasion_outcomes, flip_rates, perturb_all
 from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
 from promptcls.text.augment import augment_frame
+from promptcls.text.windows import window_size
+from promptcls.train import run_splits
 
 
 def document(benign: list[str], rng: random.Random, words: int) -> list[str]:
@@ -113,6 +118,21 @@ def minilm_timing(benign: list[str]) -> float:
     return seconds
 
 
+def measure_logged(uri: str, docs: int, sample: int, seed: int) -> None:
+    """(a), (b) and (d) on a logged model, on the test split of a training run with these sample and seed."""
+    loaded = mlflow.pyfunc.load_model(uri)
+    model = loaded.unwrap_python_model()
+    test = run_splits(load_dataset(DEFAULT_DATA).frame, TrainArgs(model="logged", sample=sample, seed=seed))[0].test
+    print(f"{uri}: {type(model.classifier).__name__}, window {window_size(model.classifier)} chars")
+    pd.set_option("display.width", 160)
+    print(long_documents(model, test, docs, seed).round(3).to_string())
+    print("\n(b) evasion flip rates (test malicious rows)")
+    print(evasion_table(model, test, seed).round(3).to_string())
+    chars, seconds = ten_thousand_words(lambda t: loaded.predict(pd.DataFrame({"text": t})),
+                                        test.loc[test["label"] == 0, "text"].tolist())
+    print(f"\n(d) logged pyfunc: a 10,000-word document ({chars:,} chars) in {seconds:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=0)
@@ -120,7 +140,11 @@ def main() -> None:
     parser.add_argument("--augment", choices=("none", "evasion"), default="none")
     parser.add_argument("--minilm", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model-uri", help="measure this logged model instead of fitting TF-IDF logreg")
     args = parser.parse_args()
+    if args.model_uri:
+        measure_logged(args.model_uri, args.docs, args.sample, args.seed)
+        return
     frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, args.sample, args.seed)
     splits = split_dataset(frame, 0.15, 0.15, args.seed)
     train = splits.train if args.augment == "none" else augment_frame(splits.train, args.seed)[0]

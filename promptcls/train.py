@@ -189,6 +189,13 @@ def train_on_other_rank(family: Family, models: list[str], splits: Splits, args:
     return []
 
 
+def run_splits(frame: pd.DataFrame, args: TrainArgs) -> tuple[Splits, pd.DataFrame | None]:
+    """A training run's splits of the corpus `frame` and its held-out OOD rows (None without OOD sources): the
+    sample, the OOD sources and the random split that `args` (seed, sample, sizes, ood_sources) name."""
+    frame, ood = split_ood(stratified_sample(frame, args.sample, args.seed), args.ood_sources)
+    return split_dataset(frame, args.val_size, args.test_size, args.seed), ood
+
+
 def run(family: Family, args: TrainArgs, only: list[str] | None = None,
         remember: dict | None = None) -> list[ModelResult]:
     """Run one training entry point; returns one result per trained model, best first by rank_score (else val
@@ -197,8 +204,7 @@ def run(family: Family, args: TrainArgs, only: list[str] | None = None,
     if not family.supports_distributed:
         require_single_process(f"the {family.name} family")
     dataset = load_dataset(args.data)
-    frame, ood = split_ood(stratified_sample(dataset.frame, args.sample, args.seed), args.ood_sources)
-    splits = split_dataset(frame, args.val_size, args.test_size, args.seed)
+    splits, ood = run_splits(dataset.frame, args)
     feedback = None
     if args.feedback:
         feedback = load_feedback(args.feedback, splits, args.feedback_holdout, args.feedback_weight, args.seed, ood)
