@@ -19,6 +19,18 @@ from promptcls.families.traditional import SklearnTextClassifier, build_pipeline
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The longest test files, longest first (CI's --durations, 2026-12-07): pytest-xdist's `--dist loadfile` hands files
+# to its two workers in collection order, so a long file collected last ran alone for minutes at the end.
+SLOW_FIRST = ("test_transformers", "test_deep_learning", "test_select", "test_traditional", "test_ensemble",
+              "test_main", "test_notebook", "test_feedback_loop", "test_team_server", "test_score",
+              "test_source_holdout")
+
+
+def pytest_collection_modifyitems(items):
+    order = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: order.get(item.path.stem, len(order)))  # stable: a file's own order is kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_home(tmp_path_factory):
     """Libraries write under $HOME (~/.keras, ~/.cache, ~/.config/mlflow): keep that inside the test temp dir."""
