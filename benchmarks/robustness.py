@@ -36,6 +36,7 @@ from promptcls.evaluate import latency_ms, ordinary_prompts
 from promptcls.evasion import MALICIOUS, evasion_outcomes, flip_rates, perturb_all
 from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
 from promptcls.text.augment import augment_frame
+from promptcls.text.settings import AUGMENT_CHOICES
 from promptcls.text.windows import window_size
 from promptcls.train import run_splits
 
@@ -137,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=0)
     parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--augment", choices=("none", "evasion"), default="none")
+    parser.add_argument("--augment", choices=AUGMENT_CHOICES, default="none")
     parser.add_argument("--minilm", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model-uri", help="measure this logged model instead of fitting TF-IDF logreg")

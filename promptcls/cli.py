@@ -19,7 +19,7 @@ def _server(args: argparse.Namespace) -> int:
                                artifacts_destination=args.artifacts_destination, auth=args.auth,
                                auth_database_uri=args.auth_database_uri, workers=args.workers,
                                auth_cache_ttl=args.auth_cache_ttl)
-        except (RuntimeError, ValueError) as exc:  # the log tail says why (bad URI, no admin password, ...)
+        except (RuntimeError, ValueError) as exc:  # a bad argument, or the log tail (bad URI, no admin password)
             print(f"promptcls server: {exc}", file=sys.stderr)
             return 1
         print(f"mlflow server running: {srv.uri} (pid {srv.pid}, data in {srv.root})", file=sys.stderr)

@@ -78,11 +78,6 @@ def _int(value: str) -> int:
     return int(number)
 
 
-def check_augment(value: str) -> None:
-    if value not in AUGMENT_CHOICES:
-        raise ValueError(f"augment must be {' or '.join(AUGMENT_CHOICES)}, got {value!r}")
-
-
 @dataclass
 class TrainArgs:
     """Arguments every training entry point takes."""
@@ -133,7 +128,8 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        check_augment(self.augment)
+        if self.augment not in AUGMENT_CHOICES:
+            raise ValueError(f"augment must be {' or '.join(AUGMENT_CHOICES)}, got {self.augment!r}")
         if self.max_input_chars < 1:
             raise ValueError(f"max_input_chars must be >= 1, got {self.max_input_chars}")
         if self.sample < 0 or self.explain_samples < 0:
