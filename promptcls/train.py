@@ -102,6 +102,15 @@ class FittedModel:
             argmax = split_metrics(PromptClassifierModel(self.scores).as_predict_fn(), frame)
             mlflow.log_metrics({f"{prefix}_argmax_{k}": argmax[k] for k in POLICY_EFFECT_METRICS})
 
+    def score_ood(self, ood: pd.DataFrame) -> None:
+        """Log `ood_*` on the held-out sources (never trained on) and `rank_score`, and keep them."""
+        with stage(f"scored ood ({len(ood)} rows)"):
+            ood_metrics, ood_pred = log_ood_evaluation(self.predict_fn, ood, step=self.step)
+        self.metrics.update(ood_metrics)
+        self.scored["ood"] = (ood, ood_pred)
+        self.metrics[RANK_SCORE] = rank_score(self.metrics)
+        mlflow.log_metric(RANK_SCORE, self.metrics[RANK_SCORE], step=self.step)
+
 
 def augmented(splits: Splits, args: TrainArgs, window_chars: int | None) -> Splits:
     """The splits with the training split augmented as `args.augment` says (counts logged as params), copies cut
@@ -145,14 +154,9 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
     fitted.score(splits.test, "test")
     if feedback is not None and len(feedback.holdout):
         fitted.score(feedback.holdout, "feedback")  # held-out reviewed rows: never trained on
-    metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     if ood is not None:
-        with stage(f"scored ood ({len(ood)} rows)"):
-            ood_metrics, ood_pred = log_ood_evaluation(predict_fn, ood, step=fitted.step)
-        metrics.update(ood_metrics)
-        fitted.scored["ood"] = (ood, ood_pred)
-        metrics[RANK_SCORE] = rank_score(metrics)
-        mlflow.log_metric(RANK_SCORE, metrics[RANK_SCORE], step=fitted.step)
+        fitted.score_ood(ood)
+    metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     log_paired_predictions(fitted.scored)
     if external is not None:
         metrics.update(log_external_evaluation(predict_fn, external))

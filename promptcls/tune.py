@@ -4,7 +4,10 @@
 `n_trials` COMPLETE trials, counted over every worker sharing it (Optuna's `MaxTrialsCallback`: a trial another
 worker already started when the n-th completed still finishes, so W workers end with n to n + W - 1). A trial draws
 one configuration from the family's `search_space` (`promptcls/conf/<family>.yaml`), trains it on the training
-split and returns its validation custom_score; the test split is never scored here. The worker's own run (the
+split and returns its `rank_score`: the mean of the validation and the held-out-source (`ood_*`) custom_score, the
+rule `select` ranks by (`val_custom_score` when `ood_sources=none`). The splits and OOD rows are the ones the
+family's entry point draws with the same arguments (`train.run_splits`), so the retrain command's test split holds
+no row a trial was validated on; the test split is never scored here. The worker's own run (the
 parent of its trials) logs the study's best value and params, all trials, the optimisation history and the
 parameter importances, and the command that trains the best configuration with the family's entry point.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pandas as pd
 import sqlalchemy
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import MaxTrialsCallback
@@ -33,18 +37,21 @@ from optuna.trial import TrialState
 
 from promptcls.config import (DEFAULT_DATA, UsageError, assignments, default_experiment, defaults, experiment_field,
                               family_config)
-from promptcls.data import Splits, load_dataset, split_dataset, stratified_sample
+from promptcls.data import Splits, load_dataset
 from promptcls.families import FAMILIES, get_family
 from promptcls.feedback.retrain import load_feedback
+from promptcls.ood.scoring import RANK_SCORE, log_ood_rows
 from promptcls.names import (BEST_RUN_ID_TAG, BEST_TRIAL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG,
                              STUDY_TAG, TRIAL_TAG)
 from promptcls.tracking import child_run, entry_run, log_new_params
-from promptcls.train import RANK_METRIC, fit_validated, log_dataset
+from promptcls.train import RANK_METRIC, fit_validated, log_dataset, run_splits
 
 log = logging.getLogger(__name__)
 DISTRIBUTIONS = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
 """search_space `type` -> the Optuna distribution that validates it; a trial draws it with `trial.suggest_<type>`."""
 CREATE_ATTEMPTS = 5
+OBJECTIVE_ATTR = "objective"
+"""Study user attribute naming the metric its trial values are: trials of two objectives are not compared."""
 
 
 @dataclass
@@ -172,7 +179,22 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def make_objective(args: TuneArgs, splits: Splits, data_digest: str):
+def objective_metric(ood: pd.DataFrame | None) -> str:
+    """What a trial returns: `rank_score` (what `select` ranks by) when sources are held out, else val custom."""
+    return RANK_METRIC if ood is None else RANK_SCORE
+
+
+def check_objective(study: optuna.Study, metric: str) -> None:
+    """Record the study's objective; refuse to add trials of another one (e.g. `ood_sources` changed)."""
+    known = study.user_attrs.get(OBJECTIVE_ATTR)
+    if known is None:
+        study.set_user_attr(OBJECTIVE_ATTR, metric)
+    elif known != metric:
+        raise UsageError(f"study {study.study_name!r} maximises {known}, this worker's {metric} (ood_sources "
+                         f"differ?): use another study_name or the same ood_sources")
+
+
+def make_objective(args: TuneArgs, splits: Splits, ood: pd.DataFrame | None, data_digest: str):
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, args.space)
         trial_args = args.family_impl.tuned_args(args.train_args, params)
@@ -183,21 +205,23 @@ def make_objective(args: TuneArgs, splits: Splits, data_digest: str):
             mlflow.log_params(trial_args.to_params() | params | {"data_digest": data_digest,
                                                                  "trial_number": trial.number})
             fitted = fit_validated(args.family_impl, args.model, splits, trial_args)
-        return fitted.metrics[RANK_METRIC]
+            if ood is not None:
+                fitted.score_ood(ood)
+        return fitted.metrics[objective_metric(ood)]
     return objective
 
 
-def report_trial(n_trials: int):
+def report_trial(n_trials: int, metric: str):
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         best = study.best_trial
         value = float("nan") if trial.value is None else trial.value
         log.info("trial %d %s: %s %.4f in %.1f s %s | best %.4f (trial %d) | %d/%d complete in the study",
-                 trial.number, trial.state.name, RANK_METRIC, value, trial.duration.total_seconds(),
+                 trial.number, trial.state.name, metric, value, trial.duration.total_seconds(),
                  trial.params, best.value, best.number, len(complete_trials(study)), n_trials)
     return callback
 
 
-def log_plots(study: optuna.Study) -> None:
+def log_plots(study: optuna.Study, metric: str) -> None:
     """Optimisation history and parameter importances (matplotlib), as artifacts of the active run."""
     from matplotlib import pyplot as plt
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
@@ -207,7 +231,7 @@ def log_plots(study: optuna.Study) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                figure = plot(study, target_name=RANK_METRIC).figure
+                figure = plot(study, target_name=metric).figure
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of < 2 distinct trials
             log.warning("no %s plot: %s", name, exc)
             continue
@@ -228,7 +252,7 @@ def retrain_command(args: TuneArgs, params: dict[str, object]) -> str:
     return f"mlflow run . -e {args.family} {options} --env-manager local"
 
 
-def log_best(study: optuna.Study, args: TuneArgs) -> dict | None:
+def log_best(study: optuna.Study, args: TuneArgs, metric: str) -> dict | None:
     """The study's best trial so far (all workers) on the active run; None when no trial completed."""
     complete = complete_trials(study)
     mlflow.log_metric("n_trials_complete", len(complete))
@@ -237,7 +261,7 @@ def log_best(study: optuna.Study, args: TuneArgs) -> dict | None:
         log.warning("study %s has no complete trial", args.study_name)
         return None
     best = study.best_trial
-    summary = {"study_name": args.study_name, "best_value": best.value, "metric": RANK_METRIC,
+    summary = {"study_name": args.study_name, "best_value": best.value, "metric": metric,
                "best_params": best.params, "best_trial": best.number,
                "best_run_id": best.user_attrs.get("mlflow_run_id"), "n_trials_complete": len(complete),
                "retrain": retrain_command(args, best.params)}
@@ -245,41 +269,43 @@ def log_best(study: optuna.Study, args: TuneArgs) -> dict | None:
     mlflow.log_params({f"best_{k}": v for k, v in best.params.items()} | {"best_trial": best.number})
     mlflow.set_tags({BEST_TRIAL_TAG: str(best.number), BEST_RUN_ID_TAG: summary["best_run_id"]})
     mlflow.log_dict(summary, "tune/best_params.json")
-    log_plots(study)
+    log_plots(study, metric)
     return summary
 
 
 def run(args: TuneArgs) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # report_trial prints one line per trial instead
     dataset = load_dataset(args.data)
-    frame = stratified_sample(dataset.frame, args.sample, args.seed)
-    splits = split_dataset(frame, args.train_args.val_size, args.train_args.test_size, args.seed)
+    splits, ood = run_splits(dataset.frame, args.train_args)
+    metric = objective_metric(ood)
     feedback = None
     if args.train_args.feedback:  # family_args feedback=...: trials train on corpus + feedback, score validation
         a = args.train_args
-        feedback = load_feedback(a.feedback, splits, a.feedback_holdout, a.feedback_weight, args.seed)
+        feedback = load_feedback(a.feedback, splits, a.feedback_holdout, a.feedback_weight, args.seed, ood)
         splits = feedback.training_splits(splits, args.family_impl.supports_sample_weights)
     seed = sampler_seed(args)
     study = open_study(args, optuna.samplers.TPESampler(seed=seed))
+    check_objective(study, metric)
     with entry_run(args.experiment, run_name=f"tune-{args.study_name}"):
         mlflow.set_tags({KIND_TAG: "tune", STUDY_TAG: args.study_name, FAMILY_TAG: args.family,
                          MODEL_TAG: args.model})
         log_new_params(dataclasses.asdict(args) | {"storage": redact(args.storage), "sampler_seed": seed,
-                                                   "search_space": json.dumps(args.space)})
+                                                   "search_space": json.dumps(args.space), "objective": metric})
         log_dataset(dataset, splits)
+        log_ood_rows(dataset, ood)
         if feedback is not None:
             feedback.log()
         remaining = args.n_trials - len(complete_trials(study))
         log.info("study %s in %s: %d more complete trial(s) wanted (all workers together), sampler seed %d",
                  args.study_name, redact(args.storage), max(remaining, 0), seed)
         if remaining > 0:
-            study.optimize(make_objective(args, splits, dataset.digest), n_trials=remaining,
+            study.optimize(make_objective(args, splits, ood, dataset.digest), n_trials=remaining,
                            timeout=args.timeout or None,
-                           callbacks=[report_trial(args.n_trials),
+                           callbacks=[report_trial(args.n_trials, metric),
                                       MaxTrialsCallback(args.n_trials, states=(TrialState.COMPLETE,))])
-        summary = log_best(study, args)
+        summary = log_best(study, args, metric)
     if summary:
-        print(f"study {args.study_name}: {summary['n_trials_complete']} complete trials; best {RANK_METRIC} "
+        print(f"study {args.study_name}: {summary['n_trials_complete']} complete trials; best {metric} "
               f"{summary['best_value']:.4f} (trial {summary['best_trial']}) with {summary['best_params']}")
         print(f"train it with the family entry point (test scored once there): {summary['retrain']}")
     return study

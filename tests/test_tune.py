@@ -1,5 +1,6 @@
 """`mlflow run . -e tune`: two workers on one machine share an Optuna study through a real PostgreSQL storage (as
-workers on several machines would) and finish n trials together, each a nested run; the test split is never scored."""
+workers on several machines would) and finish n trials together, each a nested run; the test split is never scored,
+and the splits are the ones the family's entry point draws."""
 
 import json
 import subprocess
@@ -10,6 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from promptcls.data import load_dataset
+from promptcls.families import get_family
+from promptcls.train import run_splits
 from tests.conftest import ROOT, mlflow_run_command
 from tests.services import create_database
 
@@ -62,7 +66,7 @@ def test_workers_complete_n_trials_together(shared_study):
     for trial in complete:
         run = run_ids[trial.user_attrs["mlflow_run_id"]]
         assert int(run.data.tags["promptcls.trial_number"]) == trial.number
-        assert run.data.metrics["val_custom_score"] == pytest.approx(trial.value)
+        assert run.data.metrics["rank_score"] == pytest.approx(trial.value)  # what `select` ranks by
         assert json.loads(run.data.params["hp"]) == pytest.approx(trial.params)
 
 
@@ -71,10 +75,31 @@ def test_trials_score_validation_only_and_carry_provenance(shared_study):
     for run in trials:
         metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
         assert "val_custom_score" in metrics and "train_seconds" in metrics
+        # held-out sources scored, never trained on: the objective weighs them as `select` does
+        assert metrics["rank_score"] == pytest.approx((metrics["val_custom_score"] + metrics["ood_custom_score"]) / 2)
+        assert metrics["ood_rows"] > 0 and "ood_recall_c2" in metrics
         assert not [k for k in metrics if k.startswith(("test_", "external_", "cv_"))], sorted(metrics)
         assert "promptcls.model_uri" not in tags                   # no model per trial: never a `select` candidate
         assert params["seed"] == "42" and params["C"] == params["hp_C"]
         assert len(tags["promptcls.data_digest"]) == 16 and tags["promptcls.code_version"].startswith("0.")
+
+
+def test_trials_use_the_entry_points_splits(shared_study):
+    """The retrain command's test split holds no row a trial was validated on, and no trial trained on OOD rows:
+    tune draws the sample, OOD rows and splits exactly as `mlflow run . -e traditional` with the same arguments."""
+    _, parents, _, _ = shared_study
+    args = get_family("traditional").args_class(model="logreg", sample=600, external="")
+    splits, ood = run_splits(load_dataset(args.data).frame, args)
+    for parent in parents:
+        params = parent.data.params
+        assert params["objective"] == "rank_score"
+        assert [int(params[f"n_{s}"]) for s in ("train", "val", "test", "ood")] == \
+            [len(splits.train), len(splits.val), len(splits.test), len(ood)]
+        logged = {tag.value: i.dataset.digest for i in parent.inputs.dataset_inputs for tag in i.tags
+                  if tag.key == "mlflow.data.context"}
+        for split, frame in (*splits.items(), ("ood", ood)):
+            expected = mlflow.data.from_pandas(frame[["text", "label", "source"]], targets="label").digest
+            assert logged[split] == expected, split
 
 
 def test_parents_hold_the_best(shared_study):

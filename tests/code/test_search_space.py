@@ -50,3 +50,12 @@ def test_model_without_space_and_bad_storage():
         TuneArgs(storage="postgres://user@host/db")
     with pytest.raises(ValueError, match="unknown field"):
         TuneArgs(family_args="epochs=3")
+
+
+def test_a_study_keeps_one_objective():
+    study = optuna.create_study(direction="maximize", study_name="s")
+    tune.check_objective(study, "rank_score")
+    tune.check_objective(study, "rank_score")                      # a second worker with the same objective joins
+    assert study.user_attrs["objective"] == "rank_score"
+    with pytest.raises(UsageError, match="study 's' maximises rank_score, this worker's val_custom_score"):
+        tune.check_objective(study, "val_custom_score")           # e.g. ood_sources=none: values not comparable
