@@ -6,7 +6,7 @@
 Fits a TF-IDF + logistic regression (the `logreg` grid's first point, no search) on the corpus' train split and
 measures on the test split (with --model-uri: measures that logged model instead, on the test split of a training
 run's default splits, OOD sources held out as the main job does; (a), (b) and (d) only; MLFLOW_TRACKING_URI names
-the server; for an ensemble "no pipeline" equals "pipeline", each member running its own contract):
+the server; for an ensemble "no pipeline" bypasses its members' pipelines too, `EnsembleClassifier.raw_proba`):
 
 (a) long documents: each malicious test sentence (< 400 characters) alone, and inside a document of ~2,000 words
     drawn from benign test rows (at a random position); detection = label malicious. Also the share of purely

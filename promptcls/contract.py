@@ -41,6 +41,10 @@ BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle",
 
 
 class TextClassifier(Protocol):
+    """What a family trains. A classifier built on contract models (an ensemble) may also have
+    `raw_proba(texts)`: its probabilities with the members' input pipelines bypassed too, for
+    `predict_texts(normalize=False)`."""
+
     def predict_proba(self, texts: list[str]) -> np.ndarray: ...
     def save(self, path: str) -> None: ...
     @classmethod
@@ -158,7 +162,8 @@ class PromptClassifierModel(mlflow.pyfunc.PythonModel):
         if not texts:
             return predictions_frame(np.empty((0, len(LABELS))), np.empty(0, dtype=int), [])
         if not normalize:
-            proba = self.policy.calibrate(self.classifier.predict_proba(list(texts)))
+            raw_proba = getattr(self.classifier, "raw_proba", self.classifier.predict_proba)
+            proba = self.policy.calibrate(raw_proba(list(texts)))
             raw = [Candidate(i, "original", t, 0, len(t)) for i, t in enumerate(texts)]
             return predictions_frame(proba, self.policy.decide(proba), raw)
         pool = candidates([normalize_text(t) for t in texts], window_size(self.classifier))

@@ -97,14 +97,22 @@ class EnsembleClassifier:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
-        parts = self.member_proba(texts)
-        if self.method == "voting":
-            return sum(w * p for w, p in zip(self.weights, parts))
-        proba = self.meta.predict_proba(features(parts))
+        proba = self.combine(self.member_proba(texts))
         for i, text in enumerate(texts):
             if text in self.oof:
                 proba[i] = self.oof[text]
         return proba
+
+    def raw_proba(self, texts: list[str]) -> np.ndarray:
+        """The members' raw-string probabilities (their input pipelines bypassed: `predict_texts(normalize=False)`)
+        combined: what "pipeline off" measures for an ensemble. Nothing remembered."""
+        return self.combine([member.unwrap_python_model().predict_texts(list(texts), normalize=False)
+                             [SCORE_COLUMNS].to_numpy(dtype=float) for member in self.members])
+
+    def combine(self, parts: list[np.ndarray]) -> np.ndarray:
+        if self.method == "voting":
+            return sum(w * p for w, p in zip(self.weights, parts))
+        return self.meta.predict_proba(features(parts))
 
     def save(self, path: str) -> None:
         for i, source in enumerate(self.member_dirs):
