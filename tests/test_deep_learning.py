@@ -17,7 +17,8 @@ from tests.conftest import ROOT
 EXPERIMENT = "test-deep-learning"
 MODELS = ["cnn", "lstm", "bilstm", "hybrid", "transformer"]
 EPOCHS = 2
-SMALL = dict(sample=700, max_epochs=EPOCHS, max_length=48, embedding_dim=16, batch_size=32, patience=5)
+SMALL = dict(sample=700, max_epochs=EPOCHS, max_length=48, embedding_dim=16, batch_size=32, patience=5,
+             explain_samples=0)  # SHAP costs a small Keras run more than its training; the fixture keeps a little
 CURVES = ["loss", "accuracy", "val_loss", "val_accuracy", "val_custom_score", "learning_rate"]
 
 
@@ -33,7 +34,7 @@ def children_of(client, experiment_id, run_id):
 
 @pytest.fixture(scope="module")
 def all_models_run(run_entry_point):
-    proc = run_entry_point("deep_learning", EXPERIMENT, model="all", **SMALL)
+    proc = run_entry_point("deep_learning", EXPERIMENT, model="all", **{**SMALL, "explain_samples": 4})
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], "tags.`promptcls.model` = 'all'")
@@ -73,7 +74,7 @@ def test_child_has_one_point_per_epoch_and_the_contract(all_models_run, model):
     assert metrics["epochs_trained"] == EPOCHS
     assert params["max_length"] == "48" and params["loss"] == "crossentropy" and params["model"] == model
     assert int(params["trainable_params"]) > 0
-    assert {"training_curves.png", "model_summary.txt"} <= {a.path for a in client.list_artifacts(run_id)}
+    assert {"training_curves.png", "model_summary.txt", "explain"} <= {a.path for a in client.list_artifacts(run_id)}
     assert len(logged_models(client, run)) == 1
     assert "vectorizer" in mlflow.artifacts.load_text(f"runs:/{run_id}/model_summary.txt")
     assert "evaluation/test_confusion_matrix.png" in {a.path for a in client.list_artifacts(run_id, "evaluation")}

@@ -16,7 +16,7 @@ def test_three_sources_give_three_child_runs_and_a_summary(run_entry_point, tmp_
     data = tmp_path / "three_sources.jsonl"
     small.to_json(data, orient="records", lines=True)
     proc = run_entry_point("source_holdout", "test-lso", data=str(data), sources="harmfulqa,deepset_pi,seed_benign",
-                           family_args="cv_folds=2")
+                           family_args="cv_folds=2,explain_samples=0")
     assert "lso_min_recall_c2" in proc.stdout
     client = MlflowClient()
     exp_id = client.get_experiment_by_name("test-lso").experiment_id

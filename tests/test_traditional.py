@@ -15,7 +15,9 @@ MODELS = ["logreg", "linear_svm", "naive_bayes", "random_forest", "xgboost"]
 
 @pytest.fixture(scope="module")
 def all_models_run(run_entry_point):
-    run_entry_point("traditional", EXPERIMENT, model="all", sample=600, cv_folds=2, augment="evasion")
+    # SHAP on 8 prompts, not the default 40: the assertions need the artifact, and 40 cost each model seconds
+    run_entry_point("traditional", EXPERIMENT, model="all", sample=600, cv_folds=2, augment="evasion",
+                    explain_samples=8)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], "tags.`promptcls.model` = 'all'")
@@ -100,7 +102,7 @@ def test_bad_data_fails_before_training_naming_file_and_line(run_entry_point, tm
 
 def test_threshold_policy_is_fitted_on_validation_logged_and_served(run_entry_point):
     run_entry_point("traditional", "test-policy", model="logreg", sample=900, cv_folds=2, policy="threshold",
-                    policy_benign_flag_target=0.01)
+                    policy_benign_flag_target=0.01, explain_samples=0)
     client = MlflowClient()
     run = client.search_runs([client.get_experiment_by_name("test-policy").experiment_id])[0]
     metrics, params = run.data.metrics, run.data.params

@@ -58,7 +58,7 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
     epochs = 2 if arch == "bert" else 1
     experiment = f"hf-tiny-{arch}"
     run_entry_point("transformers", experiment, model=tiny_models[arch], sample=400, max_epochs=epochs,
-                    max_length=64, batch_size=16, learning_rate=1e-3)
+                    max_length=64, batch_size=16, learning_rate=1e-3, explain_samples=3)
     run = only_run(experiment)
     client = MlflowClient()
     assert run.info.status == "FINISHED"
@@ -71,7 +71,7 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
         assert key in run.data.metrics
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert not any("checkpoint" in p for p in top), top               # no Trainer checkpoint in the artifact store
-    assert "evaluation" in top
+    assert {"evaluation", "explain"} <= top                         # SHAP through the torch classifier
     requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/requirements.txt",
                                                             dst_path=str(tmp_path))).read_text()
     assert "transformers==" in requirements and "torch==" in requirements and "+cpu" not in requirements
@@ -106,7 +106,8 @@ def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry
 
 @pytest.mark.slow
 def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
-    run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16)
+    run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16,
+                    explain_samples=0)  # SHAP through MiniLM: ~200 forward passes a prompt; the tiny models test it
     run = only_run("hf-minilm")
     assert run.data.tags["promptcls.model"] == "minilm"
     assert run.data.params["hf_model_type"] == "bert"
