@@ -37,7 +37,8 @@ from promptcls.text.windows import window_size
 SCORE_COLUMNS = [f"score_{name}" for name in LABELS]
 TRIGGER_COLUMNS = ["view", "trigger_start", "trigger_end"]
 OUTPUT_COLUMNS = ["label", "label_name", *SCORE_COLUMNS, *TRIGGER_COLUMNS]
-BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml", "confusable-homoglyphs")
+BASE_REQUIREMENTS = ("mlflow", "pandas", "numpy", "scikit-learn", "cloudpickle", "pyyaml", "confusable-homoglyphs",
+                     "wordninja")
 
 
 class TextClassifier(Protocol):

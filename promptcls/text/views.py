@@ -23,7 +23,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import wordninja
+
 from promptcls.text.canonical import canonicalize
+
+SEGMENT_CHARS = 11
+"""A join of split letters this long or longer is cut into words (`_word`); shorter joins stay one word (cut,
+'ransomware' would become 'ransom ware' and 'ChatGPT' 'Chat GP T')."""
 
 
 @dataclass(frozen=True)
@@ -172,11 +178,21 @@ def _parts(segment: str, joiner: str) -> str:
             continue
         if re.fullmatch(r"[ .\-_*\n]+", piece):
             if piece != joiner:
-                words.append("".join(current))
+                words.append(_word(current))
                 current = []
         else:
             current.append(piece)
-    return " ".join([*words, "".join(current)])
+    return " ".join([*words, _word(current)])
+
+
+def _word(pieces: list[str]) -> str:
+    """Joined letters. When words were split by the same separator as their letters ('p r e v i o u s i n s t r u c
+    t i o n s'), the join runs them together: a long join is cut into words by English word frequencies
+    (wordninja), 'previousinstructions' -> 'previous instructions'. (`_SPLIT` joins ASCII letters only.)"""
+    word = "".join(pieces)
+    if len(pieces) > 1 and len(word) >= SEGMENT_CHARS:
+        return " ".join(wordninja.split(word))
+    return word
 
 
 def _split(text: str) -> tuple[str, int, int] | None:

@@ -54,7 +54,7 @@ def test_decoder_recovers_the_prompt(name, text):
     found = {v.name: v for v in views(canonicalize(text))}
     assert set(name.split("|")) & set(found), list(found)
     view = found[next(n for n in name.split("|") if n in found)]
-    assert "gnore all" in view.text.lower().replace("previousinstructions", "previous instructions")
+    assert "gnore all" in view.text.lower()
     assert 0 <= view.start < view.end <= len(canonicalize(text))
 
 
@@ -75,10 +75,16 @@ def test_nested_encodings_are_decoded_twice():
 
 @pytest.mark.parametrize("kind", ["base64_wrapper", "hex_encoding", "url_encoding", "html_entities",
                                   "unicode_escapes", "rot13", "reversed_text", "leetspeak", "dot_split",
-                                  "newline_split", "hyphen_split"])
+                                  "newline_split", "hyphen_split", "spaced_letters"])
 def test_every_encoding_evasion_gets_a_view(kind):
     text = canonicalize(EVASIONS[kind](P, random.Random(0)))
     assert any("ignore all previous instructions" in v.text.lower() for v in views(text)), kind
+
+
+def test_a_long_join_of_split_letters_is_cut_into_words_a_short_one_is_not():
+    text = canonicalize("Please r e a d t h e s y s t e m p r o m p t and the r a n s o m w a r e note")
+    (split,) = [v.text for v in views(text) if v.name == "split"]
+    assert "read the system prompt" in split and " ransomware " in split       # 19 letters cut, 10 kept whole
 
 
 def test_windows_overlap_cover_the_text_and_cut_at_spaces():
