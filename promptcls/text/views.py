@@ -23,8 +23,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import wordninja
-
 from promptcls.text.canonical import canonicalize
 
 SEGMENT_CHARS = 11
@@ -191,6 +189,9 @@ def _word(pieces: list[str]) -> str:
     (wordninja), 'previousinstructions' -> 'previous instructions'. (`_SPLIT` joins ASCII letters only.)"""
     word = "".join(pieces)
     if len(pieces) > 1 and len(word) >= SEGMENT_CHARS:
+        # imported here: loading its 125k-word list takes ~70 ms, which every process that loads the contract would
+        # pay at start-up, while few prompts ever reach this line
+        import wordninja
         return " ".join(wordninja.split(word))
     return word
 
