@@ -59,8 +59,8 @@ class MainArgs:
     traditional_augment: str = field(default="evasion", metadata={
         "help": "training augmentation of the traditional models: evasion (perturbed copies of a share of the "
                 "training rows of every class, conf/robustness.yaml augment.share) or none. The CNN and MiniLM "
-                "train without: with augmentation their OOD recall_c2 fell (CNN 0.503 -> 0.424, MiniLM under the "
-                "time cap 0.508 -> 0.200) and the ensemble missed its OOD gate (README, Robust input handling)"})
+                "train without: with augmentation their OOD recall_c2 fell (CNN 0.503 -> 0.424, MiniLM under a "
+                "7-minute cap 0.508 -> 0.200) and the ensemble missed its OOD gate (README, Robust input handling)"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
