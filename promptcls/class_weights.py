@@ -1,8 +1,13 @@
-"""The one class-weight grammar of every family's `class_weights` (and the transformers `focal_alpha`).
+"""The one class-weight grammar of every family's `class_weights` (and the transformers `focal_alpha`), and the
+`source_weights` of the families that train with per-row weights.
 
 `none` (every class 1), `balanced` (n / (k * count_c), sklearn's formula), or one finite weight > 0 per class of
 `promptcls.LABELS`, comma-separated in label order ("1,2,4"). A zero weight would drop a class from the loss
 (a model that never learns "malicious" is not what a typo should give), so weights must be > 0.
+
+`source_weights`: `none`, or `balanced`: within each class every source of the corpus carries the same total weight,
+the class's total unchanged, so a source of 4,000 rows in one style no longer outweighs ten sources of 100. Reviewed
+feedback rows are left as they are: each still weighs `feedback_weight` times an average row of its class.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from promptcls import LABELS
+from promptcls.names import FEEDBACK_SOURCE
 
 
 def parse_class_weights(spec: str, name: str = "class_weights") -> str | list[float]:
@@ -44,3 +51,29 @@ def sample_weights(spec: str, labels: np.ndarray, name: str = "class_weights") -
     """Each row's weight: its class's weight (None for `none`)."""
     weights = class_weight_vector(spec, labels, name)
     return None if weights is None else weights[np.asarray(labels)]
+
+
+SOURCE_WEIGHTS = ("none", "balanced")
+
+
+def check_source_weights(spec: str) -> None:
+    if spec not in SOURCE_WEIGHTS:
+        raise ValueError(f"source_weights must be {' or '.join(SOURCE_WEIGHTS)}, got {spec!r}")
+
+
+def source_balanced(weights: np.ndarray | None, train: pd.DataFrame, spec: str) -> np.ndarray | None:
+    """The rows' weights (None = all 1) with `source_weights=spec` applied: for `balanced`, each corpus row of a
+    (class, source) group of n rows is scaled by 1/n, then the corpus rows of each class are rescaled to their former
+    total weight; feedback rows keep theirs."""
+    check_source_weights(spec)
+    if spec == "none":
+        return weights
+    labels = train["label"].to_numpy()
+    weights = np.ones(len(train)) if weights is None else np.asarray(weights, dtype=float)
+    size = train.groupby(["label", "source"])["label"].transform("size").to_numpy()
+    corpus = (train["source"] != FEEDBACK_SOURCE).to_numpy()
+    balanced = np.where(corpus, weights / size, weights)
+    for label in np.unique(labels):
+        rows = corpus & (labels == label)
+        balanced[rows] *= weights[rows].sum() / balanced[rows].sum()
+    return balanced

@@ -29,6 +29,7 @@ BEHAVIOUR_NORMALIZER_TAG = "promptcls.behaviour.normalizer_matches_model"
 ONNX_TAG = "promptcls.onnx"  # a transformers run that logged its ONNX export: fp32 or int8
 FEEDBACK_DIGEST_TAG = "promptcls.feedback_digest"  # a run trained with feedback=: the feedback file's digest
 DRIFT_TAG = "promptcls.drift"  # a monitor run: whether any drift threshold was crossed
+FEEDBACK_SOURCE = "feedback"  # the `source` of reviewed feedback rows (promptcls feedback build)
 RUN_NAME_TAG = "mlflow.runName"  # MLflow's own: the name the runs list shows
 
 # ---- decision traces (promptcls.feedback) --------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def test_child_logs_contract(all_models_run, model):
     assert metrics["latency_p95_ms"] >= metrics["latency_p50_ms"] > 0
     assert metrics["latency_prompt_p95_ms"] >= metrics["latency_prompt_p50_ms"] > 0
     assert any(k.startswith("hp_") for k in params) and params["seed"] == "42"
+    assert params["source_weights"] == "balanced"  # the default: every source weighs the same within its class
     assert len(tags["promptcls.data_digest"]) == 16 and tags["promptcls.code_version"].startswith("0.")
     contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
     assert contexts == {"train", "val", "test", "ood"}  # ood: the held-out sources (promptcls/conf/sources.yaml)

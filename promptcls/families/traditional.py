@@ -23,7 +23,7 @@ from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from promptcls.class_weights import parse_class_weights, sample_weights
+from promptcls.class_weights import check_source_weights, parse_class_weights, sample_weights, source_balanced
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.families.base import Family
@@ -63,6 +63,9 @@ class TraditionalArgs(TrainArgs):
     cv_folds: int = field(default=3, metadata={"help": "folds of the grouped stratified CV grid search"})
     class_weights: str = field(default="balanced", metadata={"help": "balanced, none, or three weights > 0 "
                                                                              "like 1,1,2 (promptcls/class_weights.py)"})
+    source_weights: str = field(default="balanced", metadata={
+        "help": "balanced (within each class every source weighs the same in total) or none (every row the same). "
+                "The main job's logreg with balanced: OOD recall_c2 0.464 -> 0.520 (README, Unseen sources)"})
     hp: str = field(default="", metadata={"help": "estimator params as a JSON object, e.g. '{\"C\": 8.0}': one fit "
                                                   "with them instead of the grid search (no CV); '' = grid search"})
 
@@ -75,6 +78,7 @@ class TraditionalArgs(TrainArgs):
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
         parse_class_weights(self.class_weights)
+        check_source_weights(self.source_weights)
         super().__post_init__()
 
 
@@ -173,6 +177,7 @@ class TraditionalFamily(Family):
                            "features": json.dumps(features)})
         train = splits.train
         weights = sample_weights(args.class_weights, train["label"].to_numpy())
+        weights = source_balanced(weights, train, args.source_weights)
         weights = with_feedback_weights(train, weights)  # times the feedback rows' weights, when there are any
         if args.hp:  # one configuration (a tuning trial, or its winner retrained): no grid, no CV
             hp = check_hp(model_name, args.hp)

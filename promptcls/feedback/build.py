@@ -24,7 +24,7 @@ from promptcls.config import DEFAULT_DATA, UsageError
 from promptcls.data import group_key, load_dataset, normalize_text
 from promptcls.feedback.decisions import experiment_id, read_decisions
 from promptcls.tracking import log_input, provenance_tags
-from promptcls.names import FEEDBACK_DIGEST_TAG, KIND_TAG
+from promptcls.names import FEEDBACK_DIGEST_TAG, FEEDBACK_SOURCE, KIND_TAG
 
 log = logging.getLogger(__name__)
 DEFAULT_OUTPUT = "data/feedback-{digest}.jsonl"
@@ -65,7 +65,7 @@ def build(experiment: str, output: str = DEFAULT_OUTPUT, corpus: str = str(DEFAU
         log.warning("%d reviewed decision(s) were stored hashed: a hash cannot become a training row; skipped",
                     counts["hashed_skipped"])
     usable = reviewed[(reviewed["prompt_storage"] != "hashed") & (reviewed["text"].str.strip() != "")]
-    rows = pd.DataFrame({"text": usable["text"], "label": usable["review_label"].astype(int), "source": "feedback",
+    rows = pd.DataFrame({"text": usable["text"], "label": usable["review_label"].astype(int), "source": FEEDBACK_SOURCE,
                          "trace_id": usable["trace_id"], "reviewer": usable["reviewer"],
                          "reviewed_at": usable["reviewed_at"], "model_label": usable["model_label"]})
     rows, conflicts = _conflicts(rows.drop_duplicates("trace_id"), corpus)

@@ -37,3 +37,34 @@ def test_every_family_uses_the_same_grammar(family):
     assert args_class(sample=30, class_weights="1,2,4").class_weights == "1,2,4"
     with pytest.raises(ValueError, match="weights > 0"):
         args_class(sample=30, class_weights="1,0,1")
+
+
+def test_balanced_sources_weigh_the_same_within_their_class_and_keep_the_class_total():
+    import pandas as pd
+
+    from promptcls.class_weights import source_balanced
+    from promptcls.names import FEEDBACK_SOURCE
+
+    train = pd.DataFrame({"label": [0] * 6 + [2] * 4, "source": ["big"] * 5 + ["small"] + ["a", "a", "a", "b"]})
+    base = sample_weights("balanced", train["label"].to_numpy())
+    weights = source_balanced(base, train, "balanced")
+    totals = pd.Series(weights).groupby([train["label"], train["source"]]).sum()
+    assert totals[0, "big"] == pytest.approx(totals[0, "small"]) and totals[2, "a"] == pytest.approx(totals[2, "b"])
+    for label in (0, 2):  # the class weights' totals are unchanged
+        rows = (train["label"] == label).to_numpy()
+        assert weights[rows].sum() == pytest.approx(base[rows].sum())
+    assert weights[5] == pytest.approx(5 * weights[0])  # the lone row of `small` weighs as much as all of `big`
+    assert source_balanced(base, train, "none") is base
+    unweighted = source_balanced(None, train, "balanced")  # class_weights=none: every row started at 1
+    assert unweighted[rows].sum() == pytest.approx(4) and unweighted[9] == pytest.approx(3 * unweighted[6])
+    with_feedback = pd.concat([train, pd.DataFrame({"label": [2], "source": [FEEDBACK_SOURCE]})], ignore_index=True)
+    weights = source_balanced(np.full(len(with_feedback), 2.0), with_feedback, "balanced")
+    assert weights[-1] == 2.0 and weights[6:10].sum() == pytest.approx(8)  # a feedback row keeps its weight
+
+
+@pytest.mark.parametrize("family, default", [("traditional", "balanced"), ("deep_learning", "none")])
+def test_source_weights_are_checked_by_the_families_that_weigh_rows(family, default):
+    args_class = get_family(family).args_class
+    assert args_class(sample=30).source_weights == default
+    with pytest.raises(ValueError, match="source_weights must be none or balanced, got 'balance'"):
+        args_class(sample=30, source_weights="balance")
