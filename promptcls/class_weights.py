@@ -1,5 +1,5 @@
-"""The one class-weight grammar of every family's `class_weights` (and the transformers `focal_alpha`), and the
-`source_weights` of the families that train with per-row weights.
+"""The one class-weight grammar of every family's `class_weights` (and the transformers `focal_alpha`), and every
+family's `source_weights`.
 
 `none` (every class 1), `balanced` (n / (k * count_c), sklearn's formula), or one finite weight > 0 per class of
 `promptcls.LABELS`, comma-separated in label order ("1,2,4"). A zero weight would drop a class from the loss
@@ -7,7 +7,8 @@
 
 `source_weights`: `none`, or `balanced`: within each class every source of the corpus carries the same total weight,
 the class's total unchanged, so a source of 4,000 rows in one style no longer outweighs ten sources of 100. Reviewed
-feedback rows are left as they are: each still weighs `feedback_weight` times an average row of its class.
+feedback rows are left as they are: each still weighs `feedback_weight` times an average row of its class. A trainer
+without per-row weights (the transformers family) draws the rows that often instead (`source_repeats`).
 """
 
 from __future__ import annotations
@@ -77,3 +78,15 @@ def source_balanced(weights: np.ndarray | None, train: pd.DataFrame, spec: str) 
         rows = corpus & (labels == label)
         balanced[rows] *= weights[rows].sum() / balanced[rows].sum()
     return balanced
+
+
+def source_repeats(train: pd.DataFrame, spec: str, seed: int) -> pd.DataFrame:
+    """The training rows as `source_weights=spec` weighs them, for a trainer without per-row weights: a row of weight
+    w (`source_balanced`, mean 1 within its class) appears floor(w) or ceil(w) times, the extra one with probability
+    w - floor(w) (seeded), so a large source's rows are subsampled without repeats and a small one's repeated evenly."""
+    weights = source_balanced(None, train, spec)
+    if weights is None:
+        return train
+    extra = np.random.default_rng(seed).random(len(train)) < weights % 1
+    counts = np.floor(weights).astype(int) + extra
+    return train.iloc[np.repeat(np.arange(len(train)), counts)].reset_index(drop=True)

@@ -102,6 +102,7 @@ def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry
     assert evaluations in (4, 5) and run.data.metrics["epochs_trained"] == 2
     assert epoch_steps(MlflowClient(), run.info.run_id, "val_loss") == list(range(1, evaluations + 1))
     assert "ood_custom_score" in run.data.metrics
+    assert run.data.params["source_weights"] == "balanced" and int(run.data.params["train_rows_drawn"]) > 0
 
 
 @pytest.mark.slow

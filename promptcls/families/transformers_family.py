@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import model_validator
 
 from promptcls import LABELS
-from promptcls.class_weights import parse_class_weights
+from promptcls.class_weights import check_source_weights, parse_class_weights, source_repeats
 from promptcls.config import TrainArgs, family_config
 from promptcls.data import Splits
 from promptcls.distributed import is_main_process, world_size
@@ -89,6 +89,9 @@ class TransformersArgs(TrainArgs):
     loss: str = field(default="ce", metadata={"help": "ce or focal"})
     class_weights: str = field(default="none", metadata={"help": "ce: none, balanced, or 'w0,w1,w2' (each > 0)"})
     focal_gamma: float = field(default=2.0, metadata={"help": "focal loss focusing parameter"})
+    source_weights: str = field(default="balanced", metadata={
+        "help": "balanced (within each class every source is drawn as often in total: rows of large sources are "
+                "subsampled, rows of small ones repeated; seeded) or none (every training row once)"})
     focal_alpha: str = field(default="none", metadata={"help": "focal: none, balanced, or 'a0,a1,a2' (each > 0)"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 only on a GPU), fp32, fp16, bf16"})
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
@@ -128,6 +131,7 @@ class TransformersArgs(TrainArgs):
             raise ValueError(f"export_onnx must be one of {', '.join(ONNX_PRECISIONS)}, got {self.export_onnx!r}")
         _check_weights("class_weights", self.class_weights)
         _check_weights("focal_alpha", self.focal_alpha)
+        check_source_weights(self.source_weights)
         super().__post_init__()
         resolve_model(self.model)  # an unknown or uncached model fails here, before any run is created
 
@@ -335,8 +339,9 @@ class TransformersFamily(Family):
                                    args.tokenization_num_proc)
             return hf.EncodedDataset(encoding, frame["label"].to_numpy())
 
-        train_ds, val_ds = encode(splits.train), encode(splits.val)
-        labels = splits.train["label"].to_numpy()
+        train = source_repeats(splits.train, args.source_weights, args.seed)  # no per-row weights in the loss
+        train_ds, val_ds = encode(train), encode(splits.val)
+        labels = train["label"].to_numpy()
         weights = hf.class_weights(args.focal_alpha if args.loss == "focal" else args.class_weights, labels)
         loss = hf.ClassificationLoss(args.loss, weights, args.focal_gamma)
         lengths = [len(row["input_ids"]) for row in train_ds.rows]
@@ -346,7 +351,7 @@ class TransformersFamily(Family):
                 "hf_num_parameters": sum(p.numel() for p in model.parameters()),
                 "hf_loss_weights": json.dumps(weights), "device": "cuda" if torch.cuda.is_available() else "cpu",
                 "torch_num_threads": torch.get_num_threads(), "world_size": world_size(),  # batch is per process
-                "train_tokens_mean": round(float(np.mean(lengths)), 1),
+                "train_rows_drawn": len(train), "train_tokens_mean": round(float(np.mean(lengths)), 1),
                 "train_truncated_share": round(float(np.mean(np.array(lengths) >= args.max_length)), 4)})
         with tempfile.TemporaryDirectory(prefix="promptcls-hf-") as output_dir:
             trainer = hf.build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir, loss,

@@ -62,9 +62,32 @@ def test_balanced_sources_weigh_the_same_within_their_class_and_keep_the_class_t
     assert weights[-1] == 2.0 and weights[6:10].sum() == pytest.approx(8)  # a feedback row keeps its weight
 
 
-@pytest.mark.parametrize("family, default", [("traditional", "balanced"), ("deep_learning", "none")])
-def test_source_weights_are_checked_by_the_families_that_weigh_rows(family, default):
+@pytest.mark.parametrize("family, default", [("traditional", "balanced"), ("deep_learning", "none"),
+                                             ("transformers", "balanced")])
+def test_every_family_checks_source_weights(family, default):
     args_class = get_family(family).args_class
     assert args_class(sample=30).source_weights == default
     with pytest.raises(ValueError, match="source_weights must be none or balanced, got 'balance'"):
         args_class(sample=30, source_weights="balance")
+
+
+def test_source_repeats_draw_each_row_as_often_as_its_weight():
+    import pandas as pd
+
+    from promptcls.class_weights import source_balanced, source_repeats
+
+    train = pd.DataFrame({"text": [f"t{i}" for i in range(1100)], "label": [0] * 1000 + [2] * 100,
+                          "source": ["big"] * 900 + ["small"] * 100 + ["a"] * 60 + ["b"] * 40})
+    drawn = source_repeats(train, "balanced", seed=0)
+    counts = drawn.groupby(["label", "source"]).size()
+    assert counts[0, "big"] == pytest.approx(500, abs=45) and counts[0, "small"] == 500  # 5 copies of each
+    assert counts[2, "a"] == pytest.approx(50, abs=12) and counts[2, "b"] == pytest.approx(50, abs=9)
+    per_row = drawn[drawn["source"] == "b"].groupby("text").size()  # 40 rows of weight 5/4: once or twice each
+    assert len(per_row) == 40 and set(per_row) == {1, 2}
+    assert drawn.loc[drawn["source"] == "big", "text"].is_unique  # a large source is subsampled, never repeated
+    weights = source_balanced(None, train, "balanced")
+    assert counts[0, "small"] / 100 == pytest.approx(weights[950])
+    assert source_repeats(train, "none", seed=0) is train
+    one_source = train.assign(source="only")  # one source a class: every row once, in order
+    pd.testing.assert_frame_equal(source_repeats(one_source, "balanced", seed=0), one_source)
+    pd.testing.assert_frame_equal(source_repeats(train, "balanced", seed=0), drawn)  # seeded
