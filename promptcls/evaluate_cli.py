@@ -22,6 +22,7 @@ from promptcls.contract import SCORE_COLUMNS
 from promptcls.data import load_dataset
 from promptcls.evaluate import log_scored, predict
 from promptcls.names import DATA_DIGEST_TAG, EVALUATED_MODEL_TAG, KIND_TAG
+from promptcls.ood.scoring import per_source
 from promptcls.predict import CHAMPION_URI, load
 from promptcls.tracking import entry_run, log_new_params
 
@@ -53,18 +54,6 @@ def pr_curves_figure(y_true: np.ndarray, scores: np.ndarray) -> Figure:
     ax.set_title("one-vs-rest precision-recall")
     ax.legend(loc="lower left")
     return fig
-
-
-def per_source(frame: pd.DataFrame, y_pred: np.ndarray) -> pd.DataFrame:
-    frame = frame.assign(pred=y_pred)
-    rows = []
-    for source, part in frame.groupby("source"):
-        mal, ben = part[part["label"] == 2], part[part["label"] == 0]
-        rows.append({"source": source, "rows": len(part), "malicious_rows": len(mal), "benign_rows": len(ben),
-                     "malicious_detection_rate": (mal["pred"] == 2).mean() if len(mal) else None,
-                     "benign_flag_rate": (ben["pred"] == 2).mean() if len(ben) else None,
-                     "accuracy": (part["pred"] == part["label"]).mean()})
-    return pd.DataFrame(rows)
 
 
 def run(args: EvaluateArgs) -> dict[str, float]:

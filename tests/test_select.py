@@ -271,7 +271,7 @@ def test_evaluate_entry_point_scores_a_registered_model_on_a_file(served_champio
     paths = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/eval_precision_recall.png", "evaluation/eval_per_source.csv"} <= paths
     table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/evaluation/eval_per_source.csv"))
-    assert table.set_index("source").loc["b", "malicious_rows"] == 1
+    assert table.set_index("source").loc["b", "malicious"] == 1
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,7\n")
     proc = run_entry_point("evaluate", "test-evaluate", check=False, data=str(bad),

@@ -32,6 +32,8 @@ def rank_score(metrics: dict[str, float]) -> float | None:
 
 
 def per_source(frame: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    """One row per source of `frame` (its genre, class counts, and the rates of its benign and malicious rows):
+    `ood_per_source.csv` of every run, `eval_per_source.csv` of `evaluate`."""
     rows = []
     for source, part in frame.assign(pred=pred).groupby("source"):
         benign, malicious = part[part["label"] == 0], part[part["label"] == 2]
