@@ -51,8 +51,10 @@ class MainArgs:
     seed: int = field(default=42, metadata={"help": "seed for splits, sampling and models"})
     experiment: str = experiment_field("experiment when not under `mlflow run`")
     gates: str = field(default=str(DEFAULT_GATES), metadata={"help": "gates YAML for the final `select`"})
-    families: str = field(default="traditional,deep_learning,transformers",
-                          metadata={"help": "families to train, comma-separated"})
+    families: str = field(default="traditional,transformers,deep_learning", metadata={
+        "help": "families to train, comma-separated, in this order. MiniLM before the CNN: after a Keras fit the "
+                "process's TensorFlow threads slow torch (a MiniLM step took 0.50-0.57 s after the CNN, 0.33 s "
+                "without it)"})
     traditional_models: str = field(default="logreg", metadata={
         "help": "traditional models to train, comma-separated. linear_svm and naive_bayes (rank_score 0.418 and "
                 "0.386 against logreg's 0.438, neither an ensemble member) cost ~3 minutes that MiniLM's cap uses "
