@@ -69,7 +69,7 @@ class MainArgs:
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
     transformer_patience: int = field(default=2, metadata={"help": "MiniLM: evaluations without improvement"})
     transformer_max_minutes: float = field(default=12.0, metadata={
-        "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~0.8 epoch, before early "
+        "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~1.8 epochs, before early "
                 "stopping can)"})
     transformer_export_onnx: str = field(default="int8", metadata={
         "help": "the MiniLM the job logs: int8 (ONNX, dynamic quantisation: ~2.2x the torch model's throughput on "
