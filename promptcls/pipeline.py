@@ -1,14 +1,14 @@
 """The main entry point: the default experiment end to end, as one parent run with a child per family run, an
 ensemble of the best run of each family, then `select`.
 
-Budget (`make run` <= 30 min on 2 cores): the traditional models of `traditional_models` (default logreg, trained
-with evasion augmentation; linear_svm and naive_bayes add ~3 minutes and ranked below it, random_forest and xgboost
-~10), one Keras model, MiniLM to early stopping (`transformer_evals_per_epoch`
-evaluations an epoch, `transformer_patience`) under a wall-clock cap (`transformer_max_minutes`, most of the
-budget: on 2 cores MiniLM gains most from each extra minute) and logged as ONNX int8 (`transformer_export_onnx`:
-evaluation, the ensembles and serving all run the quantised model), and the voting and stacking ensembles. Every
-model serves the threshold policy fitted on validation (`policy`); logreg and MiniLM train with balanced source
-weights, their families' default (`source_weights`, promptcls/class_weights.py).
+Budget (`make run` <= 30 min on 2 cores), in training order: the traditional models of `traditional_models`
+(default logreg, trained with evasion augmentation; linear_svm and naive_bayes add ~3 minutes and ranked below it,
+random_forest and xgboost ~10), MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch,
+`transformer_patience`) under a wall-clock cap (`transformer_max_minutes`, most of the budget: on 2 cores MiniLM
+gains most from each extra minute) and logged as ONNX int8 (`transformer_export_onnx`: evaluation, the ensembles
+and serving all run the quantised model), one Keras model, then the voting and stacking ensembles. Every model
+serves the threshold policy fitted on validation (`policy`); logreg and MiniLM train with balanced source weights,
+their families' default (`source_weights`, promptcls/class_weights.py).
 """
 
 from __future__ import annotations
