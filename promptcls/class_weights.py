@@ -5,8 +5,10 @@ family's `source_weights`.
 `promptcls.LABELS`, comma-separated in label order ("1,2,4"). A zero weight would drop a class from the loss
 (a model that never learns "malicious" is not what a typo should give), so weights must be > 0.
 
-`source_weights`: `none`, or `balanced`: within each class every source of the corpus carries the same total weight,
-the class's total unchanged, so a source of 4,000 rows in one style no longer outweighs ten sources of 100. Reviewed
+`source_weights`: `none`; `balanced`: within each class every source of the corpus carries the same total weight,
+the class's total unchanged, so a source of 4,000 rows in one style no longer outweighs ten sources of 100; or
+`sqrt`, halfway: a source of n rows carries a total weight in proportion to sqrt(n) (4,000 rows weigh as much as
+about six sources of 100). Reviewed
 feedback rows are left as they are: each still weighs `feedback_weight` times an average row of its class. A trainer
 without per-row weights (the transformers family) draws the rows that often instead (`source_repeats`).
 """
@@ -54,18 +56,19 @@ def sample_weights(spec: str, labels: np.ndarray, name: str = "class_weights") -
     return None if weights is None else weights[np.asarray(labels)]
 
 
-SOURCE_WEIGHTS = ("none", "balanced")
+SOURCE_WEIGHTS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
+"""Each spec's power a: a corpus row of a (class, source) group of n rows weighs n^-a before the class rescale."""
 
 
 def check_source_weights(spec: str) -> None:
     if spec not in SOURCE_WEIGHTS:
-        raise ValueError(f"source_weights must be {' or '.join(SOURCE_WEIGHTS)}, got {spec!r}")
+        raise ValueError(f"source_weights must be one of {', '.join(SOURCE_WEIGHTS)}, got {spec!r}")
 
 
 def source_balanced(weights: np.ndarray | None, train: pd.DataFrame, spec: str) -> np.ndarray | None:
-    """The rows' weights (None = all 1) with `source_weights=spec` applied: for `balanced`, each corpus row of a
-    (class, source) group of n rows is scaled by 1/n, then the corpus rows of each class are rescaled to their former
-    total weight; feedback rows keep theirs."""
+    """The rows' weights (None = all 1) with `source_weights=spec` applied: each corpus row of a (class, source)
+    group of n rows is scaled by n^-a (a = 1 for `balanced`, 0.5 for `sqrt`), then the corpus rows of each class are
+    rescaled to their former total weight; feedback rows keep theirs."""
     check_source_weights(spec)
     if spec == "none":
         return weights
@@ -73,7 +76,7 @@ def source_balanced(weights: np.ndarray | None, train: pd.DataFrame, spec: str) 
     weights = np.ones(len(train)) if weights is None else np.asarray(weights, dtype=float)
     size = train.groupby(["label", "source"])["label"].transform("size").to_numpy()
     corpus = (train["source"] != FEEDBACK_SOURCE).to_numpy()
-    balanced = np.where(corpus, weights / size, weights)
+    balanced = np.where(corpus, weights / size ** SOURCE_WEIGHTS[spec], weights)
     for label in np.unique(labels):
         rows = corpus & (labels == label)
         balanced[rows] *= weights[rows].sum() / balanced[rows].sum()

@@ -78,7 +78,8 @@ class DeepLearningArgs(TrainArgs):
     embedding_dim: int = field(default=64, metadata={"help": "token embedding size"})
     class_weights: str = field(default="balanced", metadata={"help": "balanced, none, or three weights > 0 like 1,1,2"})
     source_weights: str = field(default="none", metadata={
-        "help": "none (every row the same) or balanced (within each class every source weighs the same in total; "
+        "help": "none (every row the same), sqrt (a source weighs as the square root of its size) or balanced "
+                "(within each class every source weighs the same in total; "
                 "the main job's CNN fell from rank_score 0.431 to 0.404 with it: README, Unseen sources)"})
     loss: str = field(default="crossentropy", metadata={"help": "crossentropy or focal"})
     focal_gamma: float = field(default=2.0, metadata={"help": "focal loss focusing parameter (loss=focal)"})

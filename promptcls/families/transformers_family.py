@@ -91,7 +91,8 @@ class TransformersArgs(TrainArgs):
     focal_gamma: float = field(default=2.0, metadata={"help": "focal loss focusing parameter"})
     source_weights: str = field(default="balanced", metadata={
         "help": "balanced (within each class every source is drawn as often in total: rows of large sources are "
-                "subsampled, rows of small ones repeated; seeded) or none (every training row once)"})
+                "subsampled, rows of small ones repeated; seeded), sqrt (a source is drawn as often as the square "
+                "root of its size) or none (every training row once)"})
     focal_alpha: str = field(default="none", metadata={"help": "focal: none, balanced, or 'a0,a1,a2' (each > 0)"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 only on a GPU), fp32, fp16, bf16"})
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})

@@ -62,12 +62,24 @@ def test_balanced_sources_weigh_the_same_within_their_class_and_keep_the_class_t
     assert weights[-1] == 2.0 and weights[6:10].sum() == pytest.approx(8)  # a feedback row keeps its weight
 
 
+def test_sqrt_sources_weigh_as_the_root_of_their_size_within_their_class():
+    import pandas as pd
+
+    from promptcls.class_weights import source_balanced
+
+    train = pd.DataFrame({"label": [0] * 10 + [2] * 3, "source": ["big"] * 9 + ["small"] + ["a"] * 3})
+    weights = source_balanced(None, train, "sqrt")
+    totals = pd.Series(weights).groupby([train["label"], train["source"]]).sum()
+    assert totals[0, "big"] == pytest.approx(3 * totals[0, "small"])  # sqrt(9) : sqrt(1), not 9 : 1 nor 1 : 1
+    assert weights[:10].sum() == pytest.approx(10) and weights[10:] == pytest.approx([1, 1, 1])  # class totals kept
+
+
 @pytest.mark.parametrize("family, default", [("traditional", "balanced"), ("deep_learning", "none"),
                                              ("transformers", "balanced")])
 def test_every_family_checks_source_weights(family, default):
     args_class = get_family(family).args_class
     assert args_class(sample=30).source_weights == default
-    with pytest.raises(ValueError, match="source_weights must be none or balanced, got 'balance'"):
+    with pytest.raises(ValueError, match="source_weights must be one of none, sqrt, balanced, got 'balance'"):
         args_class(sample=30, source_weights="balance")
 
 
