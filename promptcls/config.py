@@ -103,7 +103,8 @@ class TrainArgs:
     feedback_weight: float = field(default=1.0, metadata={"help": "weight of a feedback training row (sample weight, "
                                                                   "or ceil(weight) repeats)"})
     feedback_holdout: float = field(default=0.3, metadata={"help": "share of the feedback held out, never trained "
-                                                                   "on, scored as feedback_* metrics"})
+                                                                   "on, scored as feedback_* metrics (in whole folds: "
+                                                                   "1/k, or 1 - 1/k above 0.5)"})
     augment: str = field(default="none", metadata={"help": "training augmentation: none, or evasion (perturbed copies "
                                                            "of training rows of every class; promptcls/text/augment.py)"})
     max_input_chars: int = field(default_factory=lambda: robustness()["limits"]["max_input_chars"],

@@ -154,11 +154,17 @@ def stratified_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
             .sample(frac=1.0, random_state=seed).reset_index(drop=True))
 
 
+def hold_out_folds(fraction: float) -> int:
+    """The folds `hold_out` cuts for `fraction`: one of k folds is the smaller part (1/k of the rows)."""
+    return max(2, round(1 / min(fraction, 1 - fraction)))
+
+
 def hold_out(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split off ~`fraction` of rows, stratified by label, never splitting a near-duplicate group."""
-    n_splits = max(2, round(1 / fraction))
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    keep, held = next(splitter.split(frame, frame["label"], groups=frame["group"]))
+    """Split off ~`fraction` of rows, stratified by label, never splitting a near-duplicate group: one fold of
+    `hold_out_folds(fraction)` (1/k, e.g. 0.15 -> 1/7), or all folds but one above 0.5 (0.9 -> 9/10)."""
+    splitter = StratifiedGroupKFold(n_splits=hold_out_folds(fraction), shuffle=True, random_state=seed)
+    rest, fold = next(splitter.split(frame, frame["label"], groups=frame["group"]))
+    keep, held = (fold, rest) if fraction > 0.5 else (rest, fold)
     return frame.iloc[keep].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from promptcls import LABELS
-from promptcls.data import Dataset, Splits, hold_out, load_dataset
+from promptcls.data import Dataset, Splits, hold_out, hold_out_folds, load_dataset
 from promptcls.tracking import log_input
 from promptcls.names import FEEDBACK_DIGEST_TAG
 
@@ -66,7 +66,7 @@ class Feedback:
 
 def _split(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group-aware split; stratified when every class present has enough groups, else by group alone."""
-    n_splits = max(2, round(1 / fraction))
+    n_splits = hold_out_folds(fraction)
     if frame["group"].nunique() < n_splits:
         return frame, frame.iloc[:0]
     if frame.groupby("label")["group"].nunique().min() >= n_splits:

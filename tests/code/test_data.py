@@ -77,6 +77,18 @@ def test_split_keeps_near_duplicate_groups_together_and_is_stratified():
     assert again.test["text"].tolist() == splits.test["text"].tolist()
 
 
+@pytest.mark.parametrize("fraction, held_share", [(0.15, 1 / 7), (0.3, 1 / 3), (0.5, 1 / 2), (0.75, 3 / 4),
+                                                  (0.9, 9 / 10)])
+def test_hold_out_honours_a_fraction_above_one_half(fraction, held_share):
+    from promptcls.data import hold_out
+
+    frame = pd.DataFrame({"text": [f"prompt {i}" for i in range(840)], "label": [i % 3 for i in range(840)]})
+    frame["group"] = frame["text"].map(group_key)
+    keep, held = hold_out(frame, fraction, seed=3)
+    assert len(held) == pytest.approx(held_share * len(frame), abs=3) and len(keep) + len(held) == len(frame)
+    assert not set(keep["group"]) & set(held["group"]) and held["label"].value_counts().min() >= len(held) // 3 - 1
+
+
 def test_stratified_sample_keeps_class_shares():
     frame = pd.DataFrame({"text": [str(i) for i in range(1000)], "label": [0] * 600 + [1] * 300 + [2] * 100})
     sample = stratified_sample(frame, 100, seed=1)
