@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, default_experiment, experiment_field
+from promptcls.config import DEFAULT_DATA, DEFAULT_EXTERNAL, TrainArgs, default_experiment, experiment_field
 from promptcls.families import FAMILIES, get_family
 from promptcls.names import (BEST_MODEL_TAG, CHAMPION_VERSION_TAG, PIPELINE_TAG, champion_uri, experiment_url,
                              model_version_url, run_url)
@@ -77,6 +77,13 @@ class MainArgs:
     policy: str = field(default="threshold", metadata={"help": "decision policy of every model: threshold or none"})
     ood_sources: str = field(default="default", metadata={"help": "held-out OOD sources: default, none or a,b,c"})
     ensemble: bool = field(default=True, metadata={"help": "build voting and stacking ensembles of the best runs"})
+    feedback: str = field(default="", metadata={
+        "help": "reviewed feedback rows (`promptcls feedback build`) added to the training of every model of the job, "
+                "the same rows held out of each (scored as feedback_*, the ensembles too); '' = none"})
+    feedback_weight: float = field(default=TrainArgs.feedback_weight, metadata={
+        "help": "weight of a feedback training row (each family's feedback_weight)"})
+    feedback_holdout: float = field(default=TrainArgs.feedback_holdout, metadata={
+        "help": "share of the feedback held out of every model (each family's feedback_holdout)"})
 
     def __post_init__(self):
         self.experiment = self.experiment or default_experiment()
@@ -127,7 +134,8 @@ def build_ensembles(results, common: dict, remembered: dict) -> list:
 
 def run(args: MainArgs) -> None:
     common = dict(data=args.data, external=args.external, sample=args.sample, seed=args.seed,
-                  experiment=args.experiment, policy=args.policy, ood_sources=args.ood_sources)
+                  experiment=args.experiment, policy=args.policy, ood_sources=args.ood_sources, feedback=args.feedback,
+                  feedback_weight=args.feedback_weight, feedback_holdout=args.feedback_holdout)
     # every family's arguments (and so its YAML) are validated before the parent run exists
     plan = [(family, family.args_class(**common, **MAIN_JOB[name](args)),
              args.traditional_models.split(",") if name == "traditional" else None)
@@ -135,7 +143,8 @@ def run(args: MainArgs) -> None:
     with entry_run(args.experiment, run_name="main") as pipeline:
         mlflow.set_tag(PIPELINE_TAG, "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds, "policy": args.policy,
-                        "ood_sources": args.ood_sources, "traditional_models": args.traditional_models})
+                        "ood_sources": args.ood_sources, "traditional_models": args.traditional_models,
+                        "feedback": args.feedback})
         results, remembered = [], {}
         for family, family_args, only in plan:  # lazily: the TF and torch families import their stacks here
             results += train(family, family_args, only, remember=remembered if args.ensemble else None)

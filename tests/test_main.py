@@ -1,5 +1,7 @@
 """The main entry point end to end on a small sample: trainings nested under one run, then select."""
 
+import json
+
 from mlflow.tracking import MlflowClient
 
 
@@ -9,8 +11,13 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     gates = tmp_path / "gates.yaml"
     gates.write_text("metric: val_custom_score\nregistered_model: pc-main\ngates:\n"
                      "  - {metric: val_custom_score, min: 0.15}\n  - {metric: latency_p95_ms, max: 1000}\n")
+    feedback = tmp_path / "feedback.jsonl"  # reviewed false alarms of one genre, as `promptcls feedback build` writes
+    feedback.write_text("".join(json.dumps({"text": f"Write a Rust function number {i} that parses a {kind} file "
+                                                    "safely. Only return the code.", "label": 0, "source": "feedback"})
+                                + "\n" for i in range(12) for kind in ("TOML", "YAML")))
     proc = run_entry_point("main", "test-main", sample=600, cv_folds=2, gates=str(gates),
-                           families="traditional,deep_learning", traditional_models="logreg,naive_bayes")
+                           families="traditional,deep_learning", traditional_models="logreg,naive_bayes",
+                           feedback=str(feedback), feedback_holdout=0.25)
     assert "MLflow UI: http://127.0.0.1:" in proc.stdout and "champion: models:/pc-main@champion" in proc.stdout
     client = MlflowClient()
     exp_id = client.get_experiment_by_name("test-main").experiment_id
@@ -28,6 +35,10 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     for run in [*family_children, by_kind["deep_learning"], *ensembles]:  # the policy is on by default
         assert run.data.params["policy"] == "threshold" and "policy_malicious_threshold" in run.data.params
         assert "ood_custom_score" in run.data.metrics
+        # every model, the ensembles too, trained on the same feedback rows and scored the same held-out ones
+        assert (run.data.params["n_feedback_train"], run.data.params["n_feedback_holdout"]) == ("18", "6")
+        assert "feedback_benign_flag_rate" in run.data.metrics
+    assert main.data.params["feedback"] == str(feedback)
     champion = client.get_model_version_by_alias("pc-main", "champion")
     assert champion.run_id == by_kind["select"].data.tags["promptcls.selected_run"]
     assert champion.run_id in ({r.info.run_id for r in [*family_children, *ensembles]}
