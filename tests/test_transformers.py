@@ -107,15 +107,28 @@ def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry
 
 @pytest.mark.slow
 def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from promptcls.families.transformers_family import resolve_model
+
     run_entry_point("transformers", "hf-minilm", sample=60, max_epochs=1, max_length=32, batch_size=16,
+                    learning_rate=1e-3, freeze_embeddings="true",
                     explain_samples=0)  # SHAP through MiniLM: ~200 forward passes a prompt; the tiny models test it
     run = only_run("hf-minilm")
     assert run.data.tags["promptcls.model"] == "minilm"
     assert run.data.params["hf_model_type"] == "bert"
-    assert int(run.data.params["hf_num_parameters"]) > 20_000_000
+    total, trainable = (int(run.data.params[k]) for k in ("hf_num_parameters", "hf_trainable_parameters"))
+    assert total > 20_000_000 and total - trainable == 30522 * 384  # the token embeddings stayed out of training
     assert epoch_steps(MlflowClient(), run.info.run_id, "val_loss") == [1]
-    out = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(pd.DataFrame({"text": PROMPTS[1:]}))
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    out = model.predict(pd.DataFrame({"text": PROMPTS[1:]}))
     assert list(out.columns) == CONTRACT_COLUMNS and len(out) == 1
+    tuned = model.unwrap_python_model().classifier.model
+    pretrained = AutoModelForSequenceClassification.from_pretrained(resolve_model("minilm").location, num_labels=3)
+    assert torch.equal(tuned.get_input_embeddings().weight, pretrained.get_input_embeddings().weight)
+    assert not torch.equal(tuned.bert.encoder.layer[0].attention.self.query.weight,
+                           pretrained.bert.encoder.layer[0].attention.self.query.weight)  # the rest did train
 
 
 @pytest.mark.slow

@@ -94,6 +94,9 @@ class TransformersArgs(TrainArgs):
                 "subsampled, rows of small ones repeated; seeded), sqrt (a source is drawn as often as the square "
                 "root of its size) or none (every training row once)"})
     focal_alpha: str = field(default="none", metadata={"help": "focal: none, balanced, or 'a0,a1,a2' (each > 0)"})
+    freeze_embeddings: bool = field(default=False, metadata={
+        "help": "keep the pre-trained token embeddings fixed (MiniLM: 11.7M of 22.7M parameters): faster steps, "
+                "and the vocabulary keeps what pre-training learned"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 only on a GPU), fp32, fp16, bf16"})
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
@@ -334,6 +337,8 @@ class TransformersFamily(Family):
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
             model.config.pad_token_id = tokenizer.pad_token_id
         names = model_input_names(model, tokenizer)
+        if args.freeze_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)  # the Trainer's optimizer skips it
 
         def encode(frame):
             encoding = hf.tokenize(tokenizer, frame["text"].tolist(), args.max_length, names,
@@ -350,6 +355,7 @@ class TransformersFamily(Family):
             mlflow.log_params({
                 "hf_source": source.location, "hf_model_type": model.config.model_type,
                 "hf_num_parameters": sum(p.numel() for p in model.parameters()),
+                "hf_trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "hf_loss_weights": json.dumps(weights), "device": "cuda" if torch.cuda.is_available() else "cpu",
                 "torch_num_threads": torch.get_num_threads(), "world_size": world_size(),  # batch is per process
                 "train_rows_drawn": len(train), "train_tokens_mean": round(float(np.mean(lengths)), 1),
