@@ -71,6 +71,8 @@ class MainArgs:
     transformer_max_minutes: float = field(default=12.0, metadata={
         "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~1.8 epochs, before early "
                 "stopping can)"})
+    transformer_freeze_layers: int = field(default=0, metadata={
+        "help": "MiniLM: embedding layer and lowest N of its 6 encoder layers kept fixed (faster steps)"})
     transformer_export_onnx: str = field(default="int8", metadata={
         "help": "the MiniLM the job logs: int8 (ONNX, dynamic quantisation: ~2.2x the torch model's throughput on "
                 "2 cores, serves without torch), fp32 (ONNX) or none (torch)"})

@@ -169,9 +169,31 @@ def test_args_validation():
     args = TransformersArgs()
     assert args.model == "minilm" and args.max_length == 128 and args.learning_rate == pytest.approx(5e-5)
     for bad in ({"loss": "hinge"}, {"max_epochs": 0}, {"warmup_ratio": 1.5}, {"class_weights": "1,2"},
-                {"focal_alpha": "a,b,c"}, {"precision": "fp8"}, {"model": "all"}):
+                {"focal_alpha": "a,b,c"}, {"precision": "fp8"}, {"model": "all"}, {"freeze_layers": -1}):
         with pytest.raises(ValueError):
             TransformersArgs(**bad)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_freeze_lower_layers(arch, tiny_models):
+    from transformers import AutoModelForSequenceClassification
+
+    from promptcls.families.hf_training import freeze_lower_layers
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models[arch])
+    if arch == "albert":  # one set of layer weights shared by every layer: there is no lower layer to freeze
+        with pytest.raises(ValueError, match="freeze_layers=1: no embedding layer and single stack of 2"):
+            freeze_lower_layers(model, 1)
+        return
+    with pytest.raises(ValueError, match="freeze_layers=2: the model has 2 encoder layers"):
+        freeze_lower_layers(model, 2)
+    assert all(p.requires_grad for p in model.parameters())  # a refused freeze changed nothing
+    freeze_lower_layers(model, 1)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    lowest = "layer.0." if arch != "distilbert" else "transformer.layer.0."
+    assert frozen == {name for name, _ in model.named_parameters() if ".embeddings." in name or lowest in name}
+    assert any(lowest in name for name in frozen) and any(".embeddings." in name for name in frozen)
+    assert not any("layer.1." in name or "classifier" in name for name in frozen)
 
 
 def test_focal_loss_takes_p_t_from_unweighted_ce():

@@ -170,6 +170,21 @@ class WallClockCallback(TrainerCallback):
             control.should_training_stop = True
 
 
+def freeze_lower_layers(model, n_layers: int) -> None:
+    """Keep the embedding layer and the lowest `n_layers` encoder layers fixed (the Trainer's optimizer skips them and
+    the backward pass stops above them). The encoder's layers are the one module list of `num_hidden_layers`."""
+    base, total = model.base_model, model.config.num_hidden_layers
+    stacks = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total]
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is None or len(stacks) != 1:
+        raise ValueError(f"freeze_layers={n_layers}: no embedding layer and single stack of {total} encoder layers "
+                         f"found in this {model.config.model_type} model; train it with freeze_layers=0")
+    if n_layers >= total:
+        raise ValueError(f"freeze_layers={n_layers}: the model has {total} encoder layers; freeze fewer")
+    for module in (embeddings, *stacks[0][:n_layers]):
+        module.requires_grad_(False)
+
+
 def precision_flags(precision: str) -> dict[str, bool]:
     """fp16/bf16 only on a GPU; `auto` picks bf16 where supported, else fp16, and fp32 on CPU."""
     if not torch.cuda.is_available():

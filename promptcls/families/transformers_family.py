@@ -97,6 +97,9 @@ class TransformersArgs(TrainArgs):
     freeze_embeddings: bool = field(default=False, metadata={
         "help": "keep the pre-trained token embeddings fixed (MiniLM: 11.7M of 22.7M parameters): faster steps, "
                 "and the vocabulary keeps what pre-training learned"})
+    freeze_layers: int = field(default=0, metadata={
+        "help": "keep the whole embedding layer and the lowest N encoder layers fixed (0 = none): the backward pass "
+                "stops above them, so a step costs less the more are frozen"})
     precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 only on a GPU), fp32, fp16, bf16"})
     tokenization_num_proc: int = field(default=1, metadata={"help": "processes tokenizing the splits"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
@@ -117,8 +120,8 @@ class TransformersArgs(TrainArgs):
                      "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "dataloader_num_workers", "torch_threads", "weight_decay", "focal_gamma",
-                     "max_train_minutes"):
+        for name in ("patience", "freeze_layers", "dataloader_num_workers", "torch_threads", "weight_decay",
+                     "focal_gamma", "max_train_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
@@ -339,6 +342,8 @@ class TransformersFamily(Family):
         names = model_input_names(model, tokenizer)
         if args.freeze_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)  # the Trainer's optimizer skips it
+        if args.freeze_layers:
+            hf.freeze_lower_layers(model, args.freeze_layers)
 
         def encode(frame):
             encoding = hf.tokenize(tokenizer, frame["text"].tolist(), args.max_length, names,
