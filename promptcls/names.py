@@ -27,6 +27,7 @@ EVALUATED_MODEL_TAG = "promptcls.evaluated_model"  # evaluate: the model URI sco
 BEHAVIOUR_MODEL_URI_TAG = "promptcls.behaviour.model_uri"
 BEHAVIOUR_NORMALIZER_TAG = "promptcls.behaviour.normalizer_matches_model"
 ONNX_TAG = "promptcls.onnx"  # a transformers run that logged its ONNX export: fp32 or int8
+TRAIN_STOP_TAG = "promptcls.train_stop"  # a transformers run: what ended training (hf_training.stop_reason)
 FEEDBACK_DIGEST_TAG = "promptcls.feedback_digest"  # a run trained with feedback=: the feedback file's digest
 DRIFT_TAG = "promptcls.drift"  # a monitor run: whether any drift threshold was crossed
 FEEDBACK_SOURCE = "feedback"  # the `source` of reviewed feedback rows (promptcls feedback build)

@@ -67,6 +67,7 @@ def test_tiny_architecture_end_to_end(arch, tiny_models, run_entry_point, tmp_pa
     assert run.data.params["hf_source"] == str(tiny_models[arch])
     for key in CURVES:
         assert epoch_steps(client, run.info.run_id, key) == list(range(1, epochs + 1)), key
+    assert run.data.tags["promptcls.train_stop"] == "max_epochs"  # every epoch ran (patience 1 never ran out)
     for key in ("test_custom_score", "val_custom_score", "latency_p50_ms", "latency_p95_ms", "epochs_trained"):
         assert key in run.data.metrics
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -221,7 +222,7 @@ def test_focal_loss_takes_p_t_from_unweighted_ce():
 def test_wall_clock_cap_stops_once_without_a_second_evaluation():
     from transformers import TrainerControl, TrainerState
 
-    from promptcls.families.hf_training import WallClockCallback
+    from promptcls.families.hf_training import WallClockCallback, stop_reason
 
     state = TrainerState(global_step=10, epoch=0.5)
     # the cap passes during a scheduled evaluation: stop on it, no extra evaluation a step later
@@ -231,6 +232,7 @@ def test_wall_clock_cap_stops_once_without_a_second_evaluation():
     assert control.should_training_stop and not control.should_evaluate
     cap.on_step_end(None, state, control := TrainerControl())
     assert not control.should_training_stop  # fired once
+    assert stop_reason(TrainerState(global_step=10, max_steps=30), cap) == "time_cap"
     # the cap passes between evaluations: evaluate, checkpoint, stop
     cap, control = WallClockCallback(minutes=1), TrainerControl()
     cap.on_step_end(None, state, control)
@@ -244,6 +246,9 @@ def test_wall_clock_cap_stops_once_without_a_second_evaluation():
     cap.on_step_end(None, state, control)
     cap.on_evaluate(None, state, control)
     assert not control.should_training_stop
+    # without the cap: early stopping ended training before its last step, or every epoch ran
+    assert stop_reason(TrainerState(global_step=10, max_steps=30), cap) == "early_stopping"
+    assert stop_reason(TrainerState(global_step=30, max_steps=30), cap) == "max_epochs"
 
 
 def test_package_import_stays_light():

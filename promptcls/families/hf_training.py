@@ -170,6 +170,14 @@ class WallClockCallback(TrainerCallback):
             control.should_training_stop = True
 
 
+def stop_reason(state, cap: WallClockCallback) -> str:
+    """What ended training: `time_cap` (the wall-clock cap fired), `early_stopping` (before the last scheduled
+    step) or `max_epochs`."""
+    if cap.fired:
+        return "time_cap"
+    return "early_stopping" if state.global_step < state.max_steps else "max_epochs"
+
+
 def freeze_lower_layers(model, n_layers: int) -> None:
     """Keep the embedding layer and the lowest `n_layers` encoder layers fixed (the Trainer's optimizer skips them and
     the backward pass stops above them). The encoder's layers are the one module list of `num_hidden_layers`."""

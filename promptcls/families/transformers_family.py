@@ -33,7 +33,7 @@ from promptcls.data import Splits
 from promptcls.distributed import is_main_process, world_size
 from promptcls.families.base import Family
 from promptcls.families.hf_onnx import PRECISIONS as ONNX_PRECISIONS
-from promptcls.names import MODEL_TAG, ONNX_TAG
+from promptcls.names import MODEL_TAG, ONNX_TAG, TRAIN_STOP_TAG
 from promptcls.schemas import SearchSpace, Strict
 from promptcls.text.windows import token_window_chars
 
@@ -376,6 +376,8 @@ class TransformersFamily(Family):
             mlflow.log_metrics({"epochs_trained": len(evals) if args.evals_per_epoch == 1 else evals[-1]["epoch"],
                                 "evaluations": len(evals), "best_epoch": round(best["epoch"], 2),
                                 "train_samples_per_second": result.metrics["train_samples_per_second"]})
+            cap = next(c for c in trainer.callback_handler.callbacks if isinstance(c, hf.WallClockCallback))
+            mlflow.set_tag(TRAIN_STOP_TAG, hf.stop_reason(trainer.state, cap))
         classifier = HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
                                       tokenizer, args.max_length)
         self.export_onnx = args.export_onnx
