@@ -24,7 +24,7 @@ import yaml
 from promptcls.errors import UsageError  # noqa: F401  (re-exported: `from promptcls.config import UsageError`)
 from promptcls.families import config_schema
 from promptcls.schemas import validate
-from promptcls.text.settings import AUGMENT_CHOICES, robustness
+from promptcls.text.settings import augment_kinds, robustness
 
 DEFAULT_EXPERIMENT = "prompt-classification"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -105,8 +105,10 @@ class TrainArgs:
     feedback_holdout: float = field(default=0.3, metadata={"help": "share of the feedback held out, never trained "
                                                                    "on, scored as feedback_* metrics (in whole folds: "
                                                                    "1/k, or 1 - 1/k above 0.5)"})
-    augment: str = field(default="none", metadata={"help": "training augmentation: none, or evasion (perturbed copies "
-                                                           "of training rows of every class; promptcls/text/augment.py)"})
+    augment: str = field(default="none", metadata={
+        "help": "training augmentation (promptcls/text/augment.py): none, evasion (perturbed copies of training rows "
+                "of every class), indirect (training injections planted inside training documents) or both, "
+                "comma-separated"})
     max_input_chars: int = field(default_factory=lambda: robustness()["limits"]["max_input_chars"],
                                  metadata={"help": "longest `text` (characters) the logged model accepts; longer "
                                                    "-> HTTP 400 (default: conf/robustness.yaml)"})
@@ -129,8 +131,7 @@ class TrainArgs:
         for name in ("policy_benign_flag_target", "policy_miss_target"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.augment not in AUGMENT_CHOICES:
-            raise ValueError(f"augment must be {' or '.join(AUGMENT_CHOICES)}, got {self.augment!r}")
+        augment_kinds(self.augment)
         if self.max_input_chars < 1:
             raise ValueError(f"max_input_chars must be >= 1, got {self.max_input_chars}")
         if self.sample < 0 or self.explain_samples < 0:

@@ -2,13 +2,14 @@
 ensemble of the best run of each family, then `select`.
 
 Budget (`make run` <= 30 min on 2 cores), in training order: the traditional models of `traditional_models`
-(default logreg, trained with evasion augmentation; linear_svm and naive_bayes add ~3 minutes and ranked below it,
-random_forest and xgboost ~10), MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch,
+(default logreg, trained with evasion and indirect augmentation; linear_svm and naive_bayes add ~3 minutes and ranked
+below it, random_forest and xgboost ~10), MiniLM to early stopping (`transformer_evals_per_epoch` evaluations an epoch,
 `transformer_patience`) under a wall-clock cap (`transformer_max_minutes`, most of the budget: on 2 cores MiniLM
 gains most from each extra minute) and logged as ONNX int8 (`transformer_export_onnx`: evaluation, the ensembles
 and serving all run the quantised model), one Keras model, then the voting and stacking ensembles. Every model
 serves the threshold policy fitted on validation (`policy`); logreg and MiniLM train with balanced source weights,
-their families' default (`source_weights`, promptcls/class_weights.py).
+their families' default (`source_weights`, promptcls/class_weights.py), and with training injections planted inside
+training documents (`traditional_augment`, `transformer_augment`: the corpus' only document injections are OOD).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ class MainArgs:
         "help": "traditional models to train, comma-separated. linear_svm and naive_bayes (rank_score 0.418 and "
                 "0.386 against logreg's 0.438, neither an ensemble member) cost ~3 minutes that MiniLM's cap uses "
                 "better (README, Main job budget)"})
-    traditional_augment: str = field(default="evasion", metadata={
-        "help": "training augmentation of the traditional models: evasion (perturbed copies of a share of the "
-                "training rows of every class, conf/robustness.yaml augment.share) or none. The CNN and MiniLM "
-                "train without: with augmentation their OOD recall_c2 fell (CNN 0.503 -> 0.424, MiniLM under a "
-                "7-minute cap 0.508 -> 0.200) and the ensemble missed its OOD gate (README, Robust input handling)"})
+    traditional_augment: str = field(default="evasion,indirect", metadata={
+        "help": "training augmentation of the traditional models (promptcls/text/augment.py): evasion (perturbed "
+                "copies of a share of the training rows of every class) and indirect (training injections planted "
+                "inside training documents)"})
+    transformer_augment: str = field(default="indirect", metadata={
+        "help": "MiniLM's training augmentation: indirect (its OOD recall_c2 0.733 -> 0.786; README, Robust input "
+                "handling). Not evasion, nor for the CNN: with it their OOD recall_c2 fell (CNN 0.503 -> 0.424, "
+                "MiniLM under a 7-minute cap 0.508 -> 0.200)"})
     deep_learning_model: str = field(default="cnn", metadata={"help": "the deep-learning architecture to train"})
     transformer_epochs: int = field(default=3, metadata={"help": "most epochs of the MiniLM fine-tune"})
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})

@@ -32,7 +32,8 @@ from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_T
 from promptcls.ood.scoring import RANK_SCORE, log_ood_evaluation, log_ood_rows, log_paired_predictions, rank_score
 from promptcls.ood.sources import policy_mask, split_ood
 from promptcls.policy import DecisionPolicy, fit_policy
-from promptcls.text.augment import augment_frame
+from promptcls.text.augment import augmented_frame
+from promptcls.text.settings import augment_kinds
 from promptcls.tracking import (MODEL_URI_TAG, child_run, entry_run, final_step, log_input, log_new_params,
                                 provenance_tags)
 
@@ -117,9 +118,9 @@ def augmented(splits: Splits, args: TrainArgs, window_chars: int | None) -> Spli
     to `window_chars` for a model that reads no more (`Family.window_chars`)."""
     if args.augment == "none":
         return splits
-    train, counts = augment_frame(splits.train, args.seed, window_chars)
+    train, counts = augmented_frame(splits.train, augment_kinds(args.augment), args.seed, window_chars)
     log_new_params(counts)
-    log.info("augment=evasion: %d perturbed copies added to %d training rows", counts["augment_rows"],
+    log.info("augment=%s: %d rows added to %d training rows", args.augment, len(train) - len(splits.train),
              len(splits.train))
     return Splits(train=train, val=splits.val, test=splits.test)
 

@@ -97,13 +97,15 @@ def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry
     """What the main job does: evaluate (and checkpoint) twice an epoch, stop on patience, restore the best."""
     run_entry_point("transformers", "hf-evals", model=tiny_models["bert"], sample=400, max_epochs=2,
                     evals_per_epoch=2, patience=4, max_train_minutes=30, max_length=64, batch_size=16,
-                    learning_rate=1e-3, explain_samples=0)
+                    learning_rate=1e-3, explain_samples=0, augment="indirect")
     run = only_run("hf-evals")
     evaluations = int(run.data.metrics["evaluations"])   # every steps_per_epoch // 2 steps: 4, or 5 with a remainder
     assert evaluations in (4, 5) and run.data.metrics["epochs_trained"] == 2
     assert epoch_steps(MlflowClient(), run.info.run_id, "val_loss") == list(range(1, evaluations + 1))
     assert "ood_custom_score" in run.data.metrics
     assert run.data.params["source_weights"] == "balanced" and int(run.data.params["train_rows_drawn"]) > 0
+    # as the main job's MiniLM: documents with and without a planted injection, windows of what it reads
+    assert int(run.data.params["augment_indirect_c2"]) == int(run.data.params["augment_indirect_c0"]) > 0
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ FAMILIES = {
                                             "patience": a.transformer_patience,
                                             "max_train_minutes": a.transformer_max_minutes,
                                             "freeze_layers": a.transformer_freeze_layers,
+                                            "augment": a.transformer_augment,
                                             "export_onnx": a.transformer_export_onnx,
                                             # SHAP through MiniLM costs ~200 forward passes a prompt on CPU
                                             "explain_samples": 10}),

@@ -8,8 +8,16 @@ from functools import cache
 from promptcls.schemas import Strict, package_config
 
 
-AUGMENT_CHOICES = ("none", "evasion")
-"""TrainArgs `augment` (and the main job's): none, or perturbed copies of training rows (promptcls/text/augment.py)."""
+AUGMENT_KINDS = ("evasion", "indirect")
+"""TrainArgs `augment` (and the main job's): none, or these kinds comma-separated (promptcls/text/augment.py)."""
+
+
+def augment_kinds(spec: str) -> list[str]:
+    """The kinds of an `augment` value ('none' = no kind); a ValueError naming the valid values otherwise."""
+    kinds = [] if spec == "none" else spec.split(",")
+    if not all(k in AUGMENT_KINDS for k in kinds) or len(set(kinds)) != len(kinds) or spec == "":
+        raise ValueError(f"augment must be none or {', '.join(AUGMENT_KINDS)} (comma-separated), got {spec!r}")
+    return kinds
 
 
 class _Limits(Strict):
@@ -25,8 +33,16 @@ class _Windows(Strict):
     min_malicious: float
 
 
+class _Indirect(Strict):
+    documents: list[str]
+    payloads: list[str]
+    max_payload_chars: int
+    per_document: int
+
+
 class _Augment(Strict):
     share: float
+    indirect: _Indirect
 
 
 class _ValEvasion(Strict):
