@@ -165,8 +165,18 @@ def defaults(cls: type) -> dict[str, object]:
 
 def assignments(cls: type, text: str, name: str) -> dict[str, object]:
     """Typed fields of dataclass `cls` from 'field=value,field=value' (the `family_args` params); `name` is the
-    parameter named in the error for an unknown field."""
-    extra = dict(item.split("=", 1) for item in filter(None, text.split(",")))
+    parameter named in the error for an unknown field. A part with no `field=` continues the value before it, so a
+    value may hold commas ('augment=evasion,indirect', 'hp={"C":16,"penalty":"l2"}')."""
+    pairs: list[list[str]] = []
+    for item in filter(None, text.split(",")):
+        key, equals, value = item.partition("=")
+        if equals and key.isidentifier():
+            pairs.append([key, value])
+        elif pairs:
+            pairs[-1][1] += "," + item
+        else:
+            raise UsageError(f"{name}: {item!r} is not field=value")
+    extra = dict(pairs)
     types = converters(cls)
     unknown = set(extra) - set(types)
     if unknown:

@@ -99,3 +99,17 @@ def test_indirect_refuses_a_genre_sources_yaml_does_not_have(documents_and_injec
     monkeypatch.setattr(augment, "robustness", lambda: settings)
     with pytest.raises(ValueError, match=r"augment.indirect.documents: unknown genres \['document'\]"):
         indirect_frame(documents_and_injections, seed=3)
+
+
+def test_family_args_values_may_hold_commas():
+    from promptcls.config import UsageError, assignments
+    from promptcls.families.traditional import TraditionalArgs
+
+    assert assignments(TrainArgs, "augment=evasion,indirect,seed=3", "family_args") == {
+        "augment": "evasion,indirect", "seed": 3}
+    hp = '{"C":16,"penalty":"l2"}'
+    assert assignments(TraditionalArgs, f"hp={hp},seed=1", "family_args")["hp"] == hp
+    with pytest.raises(UsageError, match="family_args: 'indirect' is not field=value"):
+        assignments(TrainArgs, "indirect,seed=3", "family_args")
+    with pytest.raises(UsageError, match=r"family_args: unknown field\(s\) \['augmnt'\]"):
+        assignments(TrainArgs, "augmnt=evasion,indirect", "family_args")
