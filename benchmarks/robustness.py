@@ -1,6 +1,6 @@
 """Robust input handling (promptcls/text/): long documents, evasion flip rates, latency, the 10,000-word timing.
 
-    python -m benchmarks.robustness [--sample 0] [--docs 100] [--augment none|evasion] [--minilm]
+    python -m benchmarks.robustness [--sample 0] [--docs 100] [--augment none|evasion,indirect|...] [--minilm]
     python -m benchmarks.robustness --model-uri models:/promptcls@champion [--docs 100]
 
 Fits a TF-IDF + logistic regression (the `logreg` grid's first point, no search) on the corpus' train split and
@@ -35,8 +35,8 @@ from promptcls.data import load_dataset, split_dataset, stratified_sample
 from promptcls.evaluate import latency_ms, ordinary_prompts
 from promptcls.evasion import MALICIOUS, evasion_outcomes, flip_rates, perturb_all
 from promptcls.families.traditional import SklearnTextClassifier, TraditionalFamily, build_pipeline, load_config
-from promptcls.text.augment import augment_frame
-from promptcls.text.settings import AUGMENT_CHOICES
+from promptcls.text.augment import augmented_frame
+from promptcls.text.settings import augment_kinds
 from promptcls.text.windows import window_size
 from promptcls.train import run_splits
 
@@ -138,7 +138,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=0)
     parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--augment", choices=AUGMENT_CHOICES, default="none")
+    parser.add_argument("--augment", type=augment_kinds, default="none",
+                        help="TrainArgs augment: none, evasion, indirect or both comma-separated")
     parser.add_argument("--minilm", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model-uri", help="measure this logged model instead of fitting TF-IDF logreg")
@@ -148,12 +149,13 @@ def main() -> None:
         return
     frame = stratified_sample(load_dataset(DEFAULT_DATA).frame, args.sample, args.seed)
     splits = split_dataset(frame, 0.15, 0.15, args.seed)
-    train = splits.train if args.augment == "none" else augment_frame(splits.train, args.seed)[0]
+    train = augmented_frame(splits.train, args.augment, args.seed)[0]
     config = load_config()
     start = time.perf_counter()
     pipeline = build_pipeline(config["models"]["logreg"], config["features"], seed=0)
     classifier = SklearnTextClassifier(pipeline.fit(train["text"].tolist(), train["label"].to_numpy()))
-    print(f"TF-IDF logreg fitted on {len(train):,} rows (augment={args.augment}) in {time.perf_counter() - start:.0f} s")
+    print(f"TF-IDF logreg fitted on {len(train):,} rows (augment={','.join(args.augment) or 'none'}) "
+          f"in {time.perf_counter() - start:.0f} s")
     model = PromptClassifierModel(classifier)
     pd.set_option("display.width", 160)
     print(long_documents(model, splits.test, args.docs, args.seed).round(3).to_string())
