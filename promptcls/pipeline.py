@@ -75,6 +75,8 @@ class MainArgs:
     transformer_max_minutes: float = field(default=12.0, metadata={
         "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~1.8 epochs, before early "
                 "stopping can)"})
+    transformer_max_steps: int = field(default=0, metadata={
+        "help": "MiniLM's step budget (0 = none): its learning rate decays to zero there"})
     transformer_freeze_layers: int = field(default=0, metadata={
         "help": "MiniLM: embedding layer and lowest N of its 6 encoder layers kept fixed (faster steps)"})
     transformer_export_onnx: str = field(default="int8", metadata={

@@ -109,6 +109,52 @@ def test_several_evaluations_an_epoch_with_early_stopping(tiny_models, run_entry
 
 
 @pytest.mark.slow
+def test_step_budget_ends_mid_epoch_on_an_evaluated_annealed_model(tiny_models, run_entry_point):
+    """max_steps before max_epochs: training ends at the budget (mid-epoch), that last step is evaluated although
+    it is no evaluation step, and the tag names the budget."""
+    run_entry_point("transformers", "hf-budget", model=tiny_models["bert"], sample=400, max_epochs=3, max_steps=5,
+                    patience=4, max_length=64, batch_size=16, learning_rate=1e-3, explain_samples=0)
+    run = only_run("hf-budget")
+    assert run.data.tags["promptcls.train_stop"] == "max_steps"
+    assert run.data.metrics["evaluations"] == 1 and 0 < run.data.metrics["epochs_trained"] < 1
+    assert epoch_steps(MlflowClient(), run.info.run_id, "val_custom_score") == [1]
+
+
+def test_step_budget_sets_the_schedule_only_when_it_comes_first(tiny_models):
+    """The linear schedule decays to zero at the last scheduled step: the budget's when it is shorter than
+    max_epochs (and evaluation goes by steps so that step is evaluated), else the epochs' as before."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from promptcls.families import hf_training as hf
+
+    args = SimpleNamespace(max_epochs=2, max_steps=0, evals_per_epoch=1, batch_size=4, eval_batch_size=8,
+                           learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=1.0, patience=1,
+                           dataloader_num_workers=0, seed=0, precision="fp32", max_train_minutes=0)
+    assert hf.training_steps(args, 10) == (20, "max_epochs")
+    for budget, expected in ((0, (20, "max_epochs")), (7, (7, "max_steps")), (20, (20, "max_epochs")),
+                             (50, (20, "max_epochs"))):
+        assert hf.training_steps(SimpleNamespace(max_epochs=2, max_steps=budget), 10) == expected
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"])
+    encoding = hf.tokenize(tokenizer, PROMPTS * 20, 32, ["input_ids", "attention_mask"])
+    dataset = hf.EncodedDataset(encoding, np.arange(40) % 3)   # 40 rows, batch 4: 10 steps an epoch
+    for budget, steps, strategy in ((7, 7, "steps"), (0, 20, "epoch")):
+        args.max_steps = budget
+        trainer = hf.build_trainer(model, tokenizer, dataset, dataset, args, "unused", hf.ClassificationLoss("ce"))
+        assert trainer.args.eval_strategy == strategy
+        trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+        rates = []
+        for _ in range(steps):
+            rates.append(trainer.lr_scheduler.get_last_lr()[0])
+            trainer.optimizer.step()
+            trainer.lr_scheduler.step()
+        assert trainer.args.max_steps == (budget or -1) and rates[0] == 1e-3 and 0 < rates[-1]
+        assert trainer.lr_scheduler.get_last_lr()[0] == 0.0   # annealed at the last scheduled step
+
+
+@pytest.mark.slow
 def test_packaged_minilm_fine_tunes_a_few_steps(run_entry_point):
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -251,6 +297,8 @@ def test_wall_clock_cap_stops_once_without_a_second_evaluation():
     # without the cap: early stopping ended training before its last step, or every epoch ran
     assert stop_reason(TrainerState(global_step=10, max_steps=30), cap) == "early_stopping"
     assert stop_reason(TrainerState(global_step=30, max_steps=30), cap) == "max_epochs"
+    assert stop_reason(TrainerState(global_step=30, max_steps=30), cap, step_budget=True) == "max_steps"
+    assert stop_reason(TrainerState(global_step=10, max_steps=30), cap, step_budget=True) == "early_stopping"
 
 
 def test_package_import_stays_light():

@@ -37,6 +37,7 @@ FAMILIES = {
                                             "evals_per_epoch": a.transformer_evals_per_epoch,
                                             "patience": a.transformer_patience,
                                             "max_train_minutes": a.transformer_max_minutes,
+                                            "max_steps": a.transformer_max_steps,
                                             "freeze_layers": a.transformer_freeze_layers,
                                             "augment": a.transformer_augment,
                                             "export_onnx": a.transformer_export_onnx,

@@ -113,10 +113,11 @@ class MlflowEpochCallback(TrainerCallback):
         the evaluation (the loss is logged just before its evaluation)."""
         return self.evaluations + 1 if self.per_step else int(round(state.epoch or 0))
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.start = time.perf_counter()
         self.per_step = str(args.eval_strategy) in ("steps", "IntervalStrategy.STEPS")
-        self.steps_per_epoch = max(1, state.max_steps // max(1, int(args.num_train_epochs)))
+        self.steps_per_epoch = max(1, len(train_dataloader) if train_dataloader is not None
+                                   else state.max_steps // max(1, int(args.num_train_epochs)))
 
     def on_step_end(self, args, state, control, **kwargs):
         every = max(1, self.steps_per_epoch // 10)
@@ -170,12 +171,22 @@ class WallClockCallback(TrainerCallback):
             control.should_training_stop = True
 
 
-def stop_reason(state, cap: WallClockCallback) -> str:
+def training_steps(args, steps_per_epoch: int) -> tuple[int, str]:
+    """The last scheduled step and which bound sets it: `max_epochs` epochs, or the step budget `max_steps` when
+    it comes first (0 = none). The learning-rate schedule decays to zero at that step."""
+    by_epochs = args.max_epochs * steps_per_epoch
+    budget = getattr(args, "max_steps", 0)
+    return (budget, "max_steps") if 0 < budget < by_epochs else (by_epochs, "max_epochs")
+
+
+def stop_reason(state, cap: WallClockCallback, step_budget: bool = False) -> str:
     """What ended training: `time_cap` (the wall-clock cap fired), `early_stopping` (before the last scheduled
-    step) or `max_epochs`."""
+    step), or the bound of `training_steps` that set the last step: `max_steps` (a step budget) or `max_epochs`."""
     if cap.fired:
         return "time_cap"
-    return "early_stopping" if state.global_step < state.max_steps else "max_epochs"
+    if state.global_step < state.max_steps:
+        return "early_stopping"
+    return "max_steps" if step_budget else "max_epochs"
 
 
 def freeze_lower_layers(model, n_layers: int) -> None:
@@ -223,21 +234,26 @@ def leave_process_group() -> None:
 
 def build_trainer(model, tokenizer, train_ds, val_ds, args, output_dir: str, loss: ClassificationLoss,
                   callbacks=(), fixed_padding: bool = False) -> Trainer:
-    """The HF Trainer: AdamW, linear warm-up/decay, weight decay, clipping, per-epoch evaluation and checkpoints
-    (in `output_dir`, a temp dir: nothing goes to MLflow), early stopping on val custom_score with the best
-    checkpoint restored, length-grouped batches with dynamic padding. Under torchrun it trains with DDP: each
+    """The HF Trainer: AdamW, linear warm-up and decay to zero at the last scheduled step (`training_steps`), weight
+    decay, clipping, per-epoch evaluation and checkpoints (in `output_dir`, a temp dir: nothing goes to MLflow),
+    early stopping on val custom_score with the best checkpoint restored, length-grouped batches with dynamic
+    padding. Under torchrun it trains with DDP: each
     process takes `batch_size` prompts a step (the effective batch is WORLD_SIZE x batch_size), evaluation is
     sharded and gathered, and rank 0 writes the checkpoints."""
     cuda = torch.cuda.is_available()
     evals = getattr(args, "evals_per_epoch", 1)
     steps_per_epoch = math.ceil(len(train_ds) / (args.batch_size * world_size()))
-    every = max(1, steps_per_epoch // evals) if evals > 1 else None
+    total, bound = training_steps(args, steps_per_epoch)
+    # a step budget ends mid-epoch: evaluate by steps so that its last step is evaluated (the Trainer evaluates the
+    # final step under the steps strategy, not under the epoch one)
+    every = max(1, steps_per_epoch // evals) if evals > 1 or bound == "max_steps" else None
     strategy = {"eval_strategy": "steps", "save_strategy": "steps", "logging_strategy": "steps",
                 "eval_steps": every, "save_steps": every, "logging_steps": every} if every else \
         {"eval_strategy": "epoch", "save_strategy": "epoch", "logging_strategy": "epoch"}
     training_args = TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=args.max_epochs,
+        max_steps=total if bound == "max_steps" else -1,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=args.eval_batch_size,
         learning_rate=args.learning_rate,

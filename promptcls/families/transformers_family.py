@@ -79,6 +79,9 @@ class TransformersArgs(TrainArgs):
                                          "xlm-roberta), a hub id, or a local checkpoint directory"})
     max_length: int = field(default=128, metadata={"help": "tokens; longer prompts are truncated"})
     max_epochs: int = field(default=3, metadata={"help": "upper bound on epochs"})
+    max_steps: int = field(default=0, metadata={
+        "help": "step budget (0 = none): training ends at max_epochs or max_steps, whichever comes first, and the "
+                "learning rate decays to zero there, so a budget cut ends on an annealed model"})
     patience: int = field(default=1, metadata={"help": "early stopping: epochs without a better val custom_score"})
     batch_size: int = field(default=16, metadata={"help": "training batch size"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size"})
@@ -120,8 +123,8 @@ class TransformersArgs(TrainArgs):
                      "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("patience", "freeze_layers", "dataloader_num_workers", "torch_threads", "weight_decay",
-                     "focal_gamma", "max_train_minutes"):
+        for name in ("patience", "max_steps", "freeze_layers", "dataloader_num_workers", "torch_threads",
+                     "weight_decay", "focal_gamma", "max_train_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.learning_rate < 1:
@@ -373,11 +376,12 @@ class TransformersFamily(Family):
         if logs:
             evals = [e for e in trainer.state.log_history if "eval_custom_score" in e]
             best = max(evals, key=lambda e: e["eval_custom_score"])
-            mlflow.log_metrics({"epochs_trained": len(evals) if args.evals_per_epoch == 1 else evals[-1]["epoch"],
+            per_epoch = trainer.args.eval_strategy == "epoch"
+            mlflow.log_metrics({"epochs_trained": len(evals) if per_epoch else round(evals[-1]["epoch"], 2),
                                 "evaluations": len(evals), "best_epoch": round(best["epoch"], 2),
                                 "train_samples_per_second": result.metrics["train_samples_per_second"]})
             cap = next(c for c in trainer.callback_handler.callbacks if isinstance(c, hf.WallClockCallback))
-            mlflow.set_tag(TRAIN_STOP_TAG, hf.stop_reason(trainer.state, cap))
+            mlflow.set_tag(TRAIN_STOP_TAG, hf.stop_reason(trainer.state, cap, step_budget=trainer.args.max_steps > 0))
         classifier = HFTextClassifier(trainer.model.to("cpu") if not torch.cuda.is_available() else trainer.model,
                                       tokenizer, args.max_length)
         self.export_onnx = args.export_onnx
