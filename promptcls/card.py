@@ -3,6 +3,7 @@ evaluation artifacts."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from promptcls.names import CODE_VERSION_TAG, DATA_DIGEST_TAG, FAMILY_TAG, KIND_TAG, MODEL_TAG
+from promptcls.ood.scoring import OPERATING_ARTIFACT
 
 TEMPLATE = files("promptcls.registry").joinpath("model_card.md.j2")  # package data: works from a wheel
 REPORT_METRICS = ("custom_score", "recall_c2", "precision_c1", "f1_c0", "false_alarm_rate", "missed_threat_rate",
@@ -24,6 +26,16 @@ def _artifact_json(client: MlflowClient, run_id: str, path: str):
         return json.loads(open(client.download_artifacts(run_id, path)).read())
     except Exception:  # noqa: BLE001 - an optional section of the card; older runs may lack the artifact
         return None
+
+
+def _artifact_rows(client: MlflowClient, run_id: str, path: str) -> list[dict] | None:
+    """A CSV artifact's rows, numbers as floats and `True`/`False` as booleans; None when the run lacks it."""
+    try:
+        with open(client.download_artifacts(run_id, path), newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except Exception:  # noqa: BLE001 - an optional section of the card; older runs may lack the artifact
+        return None
+    return [{k: v == "True" if v in ("True", "False") else float(v) for k, v in row.items()} for row in rows]
 
 
 def _size_mb(client: MlflowClient, run_id: str, path: str = "model") -> float:
@@ -69,6 +81,7 @@ def render_card(client: MlflowClient, run: Run, args, version: str) -> str:
         comparison=getattr(args, "comparison", None), ood_sources=params.get("ood_sources_used", ""),
         genre_rates={k.removeprefix("ood_benign_flag_rate_"): v for k, v in sorted(run.data.metrics.items())
                      if k.startswith("ood_benign_flag_rate_")},
+        operating=_artifact_rows(client, run_id, OPERATING_ARTIFACT),
         holdout=holdout, holdout_metrics={k: holdout.data.metrics.get(k, math.nan) for k in LSO_METRICS}
         if holdout else {})
 

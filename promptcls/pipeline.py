@@ -84,6 +84,9 @@ class MainArgs:
         "help": "the MiniLM the job logs: int8 (ONNX, dynamic quantisation: ~2.2x the torch model's throughput on "
                 "2 cores, serves without torch), fp32 (ONNX) or none (torch)"})
     policy: str = field(default="threshold", metadata={"help": "decision policy of every model: threshold or none"})
+    policy_benign_flag_target: float = field(default=TrainArgs.policy_benign_flag_target, metadata={
+        "help": "threshold policy of every model: max validation benign->malicious rate (each run's "
+                "evaluation/operating_points.csv and the card show what other targets give on unseen sources)"})
     ood_sources: str = field(default="default", metadata={"help": "held-out OOD sources: default, none or a,b,c"})
     ensemble: bool = field(default=True, metadata={"help": "build voting and stacking ensembles of the best runs"})
     feedback: str = field(default="", metadata={
@@ -143,8 +146,9 @@ def build_ensembles(results, common: dict, remembered: dict) -> list:
 
 def run(args: MainArgs) -> None:
     common = dict(data=args.data, external=args.external, sample=args.sample, seed=args.seed,
-                  experiment=args.experiment, policy=args.policy, ood_sources=args.ood_sources, feedback=args.feedback,
-                  feedback_weight=args.feedback_weight, feedback_holdout=args.feedback_holdout)
+                  experiment=args.experiment, policy=args.policy,
+                  policy_benign_flag_target=args.policy_benign_flag_target, ood_sources=args.ood_sources,
+                  feedback=args.feedback, feedback_weight=args.feedback_weight, feedback_holdout=args.feedback_holdout)
     # every family's arguments (and so its YAML) are validated before the parent run exists
     plan = [(family, family.args_class(**common, **MAIN_JOB[name](args)),
              args.traditional_models.split(",") if name == "traditional" else None)
@@ -152,6 +156,7 @@ def run(args: MainArgs) -> None:
     with entry_run(args.experiment, run_name="main") as pipeline:
         mlflow.set_tag(PIPELINE_TAG, "main")
         log_new_params({"sample": args.sample, "seed": args.seed, "cv_folds": args.cv_folds, "policy": args.policy,
+                        "policy_benign_flag_target": args.policy_benign_flag_target,
                         "ood_sources": args.ood_sources, "traditional_models": args.traditional_models,
                         "feedback": args.feedback})
         results, remembered = [], {}

@@ -29,7 +29,8 @@ from promptcls.explain import log_explanations
 from promptcls.families.base import Family
 from promptcls.feedback.retrain import Feedback, load_feedback
 from promptcls.names import BEST_MODEL_TAG, DATA_DIGEST_TAG, FAMILY_TAG, MODEL_TAG
-from promptcls.ood.scoring import RANK_SCORE, log_ood_evaluation, log_ood_rows, log_paired_predictions, rank_score
+from promptcls.ood.scoring import (RANK_SCORE, log_ood_evaluation, log_ood_rows, log_operating_points,
+                                   log_paired_predictions, rank_score)
 from promptcls.ood.sources import policy_mask, split_ood
 from promptcls.policy import DecisionPolicy, fit_policy
 from promptcls.text.augment import augmented_frame
@@ -69,15 +70,20 @@ def stage(what: str):
     log.info("%s: %.0f s", what, time.perf_counter() - start)
 
 
+def fit_served_policy(classifier, val: pd.DataFrame, args: TrainArgs, benign_flag_target: float) -> DecisionPolicy:
+    """The threshold policy fitted on the validation split at `benign_flag_target`, on the probabilities the contract
+    serves (views and windows aggregated), so the fitted bounds hold as served."""
+    served = predict(PromptClassifierModel(classifier).as_predict_fn(), val["text"].tolist())[SCORE_COLUMNS]
+    return fit_policy(served.to_numpy(dtype=float), val["label"].to_numpy(), benign_flag_target,
+                      args.policy_miss_target, review_target=args.policy_review_target,
+                      risky=policy_mask(val).to_numpy())
+
+
 def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> DecisionPolicy:
     """The policy the logged model serves: fitted on the validation split, or plain argmax."""
     if args.policy == "none":
         return DecisionPolicy()
-    # the probabilities the contract serves (views and windows aggregated), so the fitted bounds hold as served
-    served = predict(PromptClassifierModel(classifier).as_predict_fn(), val["text"].tolist())[SCORE_COLUMNS]
-    policy = fit_policy(served.to_numpy(dtype=float), val["label"].to_numpy(),
-                        args.policy_benign_flag_target, args.policy_miss_target,
-                        review_target=args.policy_review_target, risky=policy_mask(val).to_numpy())
+    policy = fit_served_policy(classifier, val, args, args.policy_benign_flag_target)
     mlflow.log_params({f"policy_{k}": v for k, v in policy.to_dict().items() if k != "kind"})
     return policy
 
@@ -111,6 +117,16 @@ class FittedModel:
         self.scored["ood"] = (ood, ood_pred)
         self.metrics[RANK_SCORE] = rank_score(self.metrics)
         mlflow.log_metric(RANK_SCORE, self.metrics[RANK_SCORE], step=self.step)
+
+    def log_operating_points(self, val: pd.DataFrame, ood: pd.DataFrame, args: TrainArgs) -> None:
+        """Under the threshold policy: the policy refitted at other validation benign-flag targets, on validation
+        and OOD (the classifier's scores are remembered, so this costs the input pipeline, not the model)."""
+        if self.policy.kind == "none":
+            return
+        with stage("OOD operating points"):
+            log_operating_points(lambda target: PromptClassifierModel(
+                self.scores, fit_served_policy(self.scores, val, args, target)).as_predict_fn(),
+                args.policy_benign_flag_target, val, ood)
 
 
 def augmented(splits: Splits, args: TrainArgs, window_chars: int | None) -> Splits:
@@ -157,6 +173,7 @@ def train_one(family: Family, model_name: str, splits: Splits, external: pd.Data
         fitted.score(feedback.holdout, "feedback")  # held-out reviewed rows: never trained on
     if ood is not None:
         fitted.score_ood(ood)
+        fitted.log_operating_points(splits.val, ood, args)
     metrics, predict_fn, policy = fitted.metrics, fitted.predict_fn, fitted.policy
     log_paired_predictions(fitted.scored)
     if external is not None:

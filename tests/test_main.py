@@ -17,7 +17,7 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
                                 + "\n" for i in range(12) for kind in ("TOML", "YAML")))
     proc = run_entry_point("main", "test-main", sample=600, cv_folds=2, gates=str(gates),
                            families="traditional,deep_learning", traditional_models="logreg,naive_bayes",
-                           feedback=str(feedback), feedback_holdout=0.25)
+                           feedback=str(feedback), feedback_holdout=0.25, policy_benign_flag_target=0.03)
     assert "MLflow UI: http://127.0.0.1:" in proc.stdout and "champion: models:/pc-main@champion" in proc.stdout
     client = MlflowClient()
     exp_id = client.get_experiment_by_name("test-main").experiment_id
@@ -34,6 +34,7 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     assert ensembles[0].data.params["ensemble_members"] == f"{best_traditional},{by_kind['deep_learning'].info.run_id}"
     for run in [*family_children, by_kind["deep_learning"], *ensembles]:  # the policy is on by default
         assert run.data.params["policy"] == "threshold" and "policy_malicious_threshold" in run.data.params
+        assert run.data.params["policy_benign_flag_target"] == "0.03"  # the job's operating point reaches every model
         assert "ood_custom_score" in run.data.metrics
         # every model, the ensembles too, trained on the same feedback rows and scored the same held-out ones
         assert (run.data.params["n_feedback_train"], run.data.params["n_feedback_holdout"]) == ("18", "6")
@@ -41,6 +42,8 @@ def test_main_trains_families_then_selects_a_champion(run_entry_point, tmp_path)
     assert main.data.params["feedback"] == str(feedback)
     champion = client.get_model_version_by_alias("pc-main", "champion")
     assert champion.run_id == by_kind["select"].data.tags["promptcls.selected_run"]
+    # the card shows the operating curve on unseen sources, the served target in bold
+    assert "| **0.03** |" in champion.description and "| 0.005 |" in champion.description
     assert champion.run_id in ({r.info.run_id for r in [*family_children, *ensembles]}
                                | {by_kind["deep_learning"].info.run_id})
     # the parent run is named `main` (not mlflow run's random name) and carries the job's summary

@@ -4,12 +4,14 @@
 Metrics: every security metric as `ood_<name>` (recall_c2, benign_flag_rate, benign_review_rate, custom_score, ...),
 `ood_benign_flag_rate_<genre>` per benign genre of `promptcls/conf/sources.yaml`, and a per-source table
 (`evaluation/ood_per_source.csv`). `rank_score` = mean of `val_custom_score` and `ood_custom_score`: the
-random-split and the unseen-source quality weigh the same.
+random-split and the unseen-source quality weigh the same. Under the threshold policy, `evaluation/operating_points.csv`
+says what the policy refitted on validation at other benign-flag targets would give on validation and OOD rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import mlflow
 import numpy as np
@@ -17,11 +19,16 @@ import pandas as pd
 
 from promptcls import LABELS
 from promptcls.evaluate import PredictFn, log_scored, predict
+from promptcls.metrics import security_metrics
 from promptcls.ood.sources import genre_of
 
 RANK_SCORE = "rank_score"
 RANK_PARTS = ("val_custom_score", "ood_custom_score")
 PAIRED_ARTIFACT = "evaluation/paired_predictions.csv"
+OPERATING_ARTIFACT = "evaluation/operating_points.csv"
+OPERATING_TARGETS = (0.005, 0.01, 0.02, 0.05)
+"""Validation benign-flag targets of the operating-point table, besides the run's own `policy_benign_flag_target`."""
+OPERATING_METRICS = ("recall_c2", "benign_flag_rate", "benign_review_rate", "custom_score")
 
 
 def rank_score(metrics: dict[str, float]) -> float | None:
@@ -64,6 +71,25 @@ def log_ood_evaluation(predict_fn: PredictFn, ood: pd.DataFrame, step: int = 0) 
     table = per_source(ood, pred)
     mlflow.log_text(table.to_csv(index=False), "evaluation/ood_per_source.csv")
     return metrics, pred
+
+
+def log_operating_points(predict_at: Callable[[float], PredictFn], served_target: float, val: pd.DataFrame,
+                         ood: pd.DataFrame) -> pd.DataFrame:
+    """The policy's operating curve: for each validation benign-flag target (OPERATING_TARGETS and the served one),
+    `predict_at(target)` serves the policy refitted at it, scored on validation and OOD rows (OPERATING_METRICS, and
+    the OOD benign flag rate per genre). Logged as OPERATING_ARTIFACT; the card shows it. It informs the choice of
+    `policy_benign_flag_target`; nothing selects on it."""
+    rows = []
+    for target in sorted({*OPERATING_TARGETS, served_target}):
+        predict_fn, row = predict_at(target), {"benign_flag_target": target, "served": target == served_target}
+        for prefix, frame in (("val", val), ("ood", ood)):
+            pred = predict(predict_fn, frame["text"].tolist())["label"].to_numpy()
+            metrics = security_metrics(frame["label"].to_numpy(), pred)
+            row |= {f"{prefix}_{name}": metrics[name] for name in OPERATING_METRICS}
+        rows.append(row | genre_flag_rates(ood, pred))
+    table = pd.DataFrame(rows)
+    mlflow.log_text(table.to_csv(index=False, float_format="%.4f"), OPERATING_ARTIFACT)
+    return table
 
 
 def row_key(text: str) -> str:
