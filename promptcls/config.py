@@ -33,14 +33,21 @@ DEFAULT_EXTERNAL = PROJECT_ROOT / "data" / "external.jsonl"
 
 
 def default_experiment() -> str:
-    """The experiment when none is given: $MLFLOW_EXPERIMENT_NAME, else `prompt-classification`."""
+    """The experiment when none is given: under `mlflow run` the one its run was created in ($MLFLOW_EXPERIMENT_ID,
+    which `--experiment-name` sets, so `select` and `report` look where they log), else $MLFLOW_EXPERIMENT_NAME, else
+    `prompt-classification`."""
+    launched = os.environ.get("MLFLOW_EXPERIMENT_ID") if os.environ.get("MLFLOW_RUN_ID") else None
+    if launched:
+        from mlflow.tracking import MlflowClient
+        return MlflowClient().get_experiment(launched).name
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
 def experiment_field(help: str = "experiment when not launched by `mlflow run`"):
     """The `experiment` field of every arg class: one default (`default_experiment`); '' also means it."""
-    return field(default_factory=default_experiment, metadata={"help": f"{help} ('' = $MLFLOW_EXPERIMENT_NAME, "
-                                                                       f"else {DEFAULT_EXPERIMENT})"})
+    return field(default_factory=default_experiment, metadata={"help": f"{help} ('' = the experiment of `mlflow "
+                                                                       f"run`, else $MLFLOW_EXPERIMENT_NAME, else "
+                                                                       f"{DEFAULT_EXPERIMENT})"})
 
 
 def check_input_file(name: str, path: str, skip_hint: str = "") -> None:

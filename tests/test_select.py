@@ -126,6 +126,19 @@ def test_dry_run_changes_nothing_and_champion_kept_unless_beaten(make_run, run_e
     assert "already the champion" in proc.stdout and champion_run(name) == better
 
 
+def test_select_under_mlflow_run_looks_in_the_experiment_it_runs_in(make_run, tracking_server):
+    """`mlflow run -e select --experiment-name X` with $MLFLOW_EXPERIMENT_NAME naming another experiment (as the
+    sourced .mlflow-local.env does): the candidates are X's, where the select run itself is logged."""
+    from conftest import mlflow_run
+
+    exp, name = "sel-launched", "pc-launched"
+    mine = make_run(exp, "mine", val_custom_score=0.80)
+    make_run("sel-elsewhere", "elsewhere", val_custom_score=0.95)
+    proc = mlflow_run("select", exp, {"model_name": name}, env={"MLFLOW_EXPERIMENT_NAME": "sel-elsewhere"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert champion_run(name) == mine
+
+
 def test_failed_selection_changes_nothing(make_run, run_entry_point):
     exp, name = "sel-fail", "pc-fail"
     make_run(exp, "weak", val_recall_c2=0.5)
