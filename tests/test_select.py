@@ -139,6 +139,26 @@ def test_select_under_mlflow_run_looks_in_the_experiment_it_runs_in(make_run, tr
     assert champion_run(name) == mine
 
 
+def test_registry_card_keeps_metrics_operating_points_and_gates_with_a_long_source_table(make_run,
+                                                                                      run_entry_point):
+    """A corpus of many sources makes the card longer than the registry's 5,000 characters: what is cut is the
+    training-data section after the gates, never the metrics, the operating points or the gates."""
+    exp, name = "sel-long-card", "pc-long-card"
+    run_id = make_run(exp, "long")
+    sources = {f"source_number_{i:02d}": {"benign": 100 + i, "suspicious": 0, "malicious": 50} for i in range(60)}
+    curve = pd.DataFrame({"benign_flag_target": [0.005, 0.01, 0.02, 0.05], "served": [False, False, True, False],
+                          **{f"{split}_{m}": 0.5 for split in ("val", "ood")
+                             for m in ("recall_c2", "benign_flag_rate", "benign_review_rate", "custom_score")}})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict({"train": sources}, "data/rows_by_source.json")
+        mlflow.log_text(curve.to_csv(index=False), "evaluation/operating_points.csv")
+    run_entry_point("select", exp, experiment=exp, model_name=name)
+    card = MlflowClient().get_model_version_by_alias(name, "champion").description
+    assert "Card shortened to fit the registry" in card and "source_number_59" not in card
+    assert "| custom_score | 0.8000 | 0.8000 |" in card and "| **0.02** | 0.5000 |" in card
+    assert "val_false_alarm_rate <= 0.02: passed (0.0100)" in card
+
+
 def test_failed_selection_changes_nothing(make_run, run_entry_point):
     exp, name = "sel-fail", "pc-fail"
     make_run(exp, "weak", val_recall_c2=0.5)
