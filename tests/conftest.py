@@ -94,8 +94,9 @@ def mlflow_run(entry_point: str, experiment: str, params: dict[str, object], tim
 def run_entry_point(tracking_server):
     """Callable running an entry point through `mlflow run`; fails the test with the output if it fails."""
 
-    def _run(entry_point: str, run_experiment: str, /, check: bool = True, **params):
-        proc = mlflow_run(entry_point, run_experiment, params)
+    def _run(entry_point: str, run_experiment: str, /, check: bool = True, env: dict[str, str] | None = None,
+             **params):
+        proc = mlflow_run(entry_point, run_experiment, params, env=env)
         if check and proc.returncode != 0:
             pytest.fail(f"mlflow run -e {entry_point} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                         f"{proc.stderr[-6000:]}")

@@ -126,16 +126,13 @@ def test_dry_run_changes_nothing_and_champion_kept_unless_beaten(make_run, run_e
     assert "already the champion" in proc.stdout and champion_run(name) == better
 
 
-def test_select_under_mlflow_run_looks_in_the_experiment_it_runs_in(make_run, tracking_server):
+def test_select_under_mlflow_run_looks_in_the_experiment_it_runs_in(make_run, run_entry_point):
     """`mlflow run -e select --experiment-name X` with $MLFLOW_EXPERIMENT_NAME naming another experiment (as the
     sourced .mlflow-local.env does): the candidates are X's, where the select run itself is logged."""
-    from conftest import mlflow_run
-
     exp, name = "sel-launched", "pc-launched"
     mine = make_run(exp, "mine", val_custom_score=0.80)
     make_run("sel-elsewhere", "elsewhere", val_custom_score=0.95)
-    proc = mlflow_run("select", exp, {"model_name": name}, env={"MLFLOW_EXPERIMENT_NAME": "sel-elsewhere"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_entry_point("select", exp, model_name=name, env={"MLFLOW_EXPERIMENT_NAME": "sel-elsewhere"})
     assert champion_run(name) == mine
 
 
