@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlflow
@@ -70,20 +71,20 @@ def stage(what: str):
     log.info("%s: %.0f s", what, time.perf_counter() - start)
 
 
-def fit_served_policy(classifier, val: pd.DataFrame, args: TrainArgs, benign_flag_target: float) -> DecisionPolicy:
-    """The threshold policy fitted on the validation split at `benign_flag_target`, on the probabilities the contract
-    serves (views and windows aggregated), so the fitted bounds hold as served."""
+def served_policy_fitter(classifier, val: pd.DataFrame, args: TrainArgs) -> Callable[[float], DecisionPolicy]:
+    """Fits the threshold policy on the validation split at a given benign-flag target, on the probabilities the
+    contract serves (views and windows aggregated, computed once here), so the fitted bounds hold as served."""
     served = predict(PromptClassifierModel(classifier).as_predict_fn(), val["text"].tolist())[SCORE_COLUMNS]
-    return fit_policy(served.to_numpy(dtype=float), val["label"].to_numpy(), benign_flag_target,
-                      args.policy_miss_target, review_target=args.policy_review_target,
-                      risky=policy_mask(val).to_numpy())
+    proba, labels, risky = served.to_numpy(dtype=float), val["label"].to_numpy(), policy_mask(val).to_numpy()
+    return lambda benign_flag_target: fit_policy(proba, labels, benign_flag_target, args.policy_miss_target,
+                                                 review_target=args.policy_review_target, risky=risky)
 
 
 def fit_decision_policy(classifier, val: pd.DataFrame, args: TrainArgs) -> DecisionPolicy:
     """The policy the logged model serves: fitted on the validation split, or plain argmax."""
     if args.policy == "none":
         return DecisionPolicy()
-    policy = fit_served_policy(classifier, val, args, args.policy_benign_flag_target)
+    policy = served_policy_fitter(classifier, val, args)(args.policy_benign_flag_target)
     mlflow.log_params({f"policy_{k}": v for k, v in policy.to_dict().items() if k != "kind"})
     return policy
 
@@ -124,9 +125,9 @@ class FittedModel:
         if self.policy.kind == "none":
             return
         with stage("OOD operating points"):
-            log_operating_points(lambda target: PromptClassifierModel(
-                self.scores, fit_served_policy(self.scores, val, args, target)).as_predict_fn(),
-                args.policy_benign_flag_target, val, ood)
+            fit_at = served_policy_fitter(self.scores, val, args)
+            log_operating_points(lambda target: PromptClassifierModel(self.scores, fit_at(target)).as_predict_fn(),
+                                 args.policy_benign_flag_target, val, ood)
 
 
 def augmented(splits: Splits, args: TrainArgs, window_chars: int | None) -> Splits:
