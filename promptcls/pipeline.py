@@ -73,7 +73,7 @@ class MainArgs:
     transformer_evals_per_epoch: int = field(default=2, metadata={"help": "MiniLM validation evaluations an epoch"})
     transformer_patience: int = field(default=2, metadata={"help": "MiniLM: evaluations without improvement"})
     transformer_max_minutes: float = field(default=12.0, metadata={
-        "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~1.8 epochs, before early "
+        "help": "wall-clock cap on MiniLM training (on 2 cores it ends training at ~1.6 epochs, before early "
                 "stopping can)"})
     transformer_max_steps: int = field(default=0, metadata={
         "help": "MiniLM's step budget (0 = none): its learning rate decays to zero there. 1800 steps (1.39 epochs, "
